@@ -1,1 +1,313 @@
-fn main() {}
+//! `cargo xtask`: the project's one task runner.
+//!
+//! It installs what the build needs (Debian packages, nightly components, cargo-fuzz), runs the
+//! test tiers as timed stages, and runs the race demo. It owns no library code; it only drives
+//! `cargo` and a few system tools, so it must build with nothing but the Rust toolchain.
+//!
+//! ```text
+//! cargo xtask demo            the main job: the race demo (stress table + slabinfo)
+//! cargo xtask test            every CI stage (deps, fmt, clippy, tests, loom, Miri, ...)
+//! cargo xtask test --full     plus the heavy tier (sanitizers, long fuzzing, full benches)
+//! cargo xtask test --only S   one stage by name (repeatable)
+//! cargo xtask deps            only install what is missing, saying what it installs
+//! ```
+
+use std::env;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+/// Debian packages the workspace needs to build and test.
+const APT_PACKAGES: &[&str] = &[
+    "libhwloc-dev", // hwlocality links hwloc 2.x
+    "libudev-dev",  // hwloc's static deps when linking hwlocality
+    "libnuma-dev",  // test oracle only (tests/libnuma_oracle.rs)
+    "numactl",      // bench runner binds with numactl
+    "pkg-config",   // hwlocality's build script finds hwloc with it
+];
+
+/// The nightly used for Miri and cargo-fuzz, pinned so CI does not drift.
+const NIGHTLY: &str = "nightly-2026-05-20";
+
+struct Stage {
+    name: &'static str,
+    /// Seconds before the stage is killed and counted as failed.
+    timeout: u64,
+    /// Part of the heavy `--full` tier only.
+    full_only: bool,
+    run: fn(&Ctx) -> Result<(), String>,
+}
+
+struct Ctx {
+    root: PathBuf,
+    ci: bool,
+    full: bool,
+}
+
+fn stages() -> Vec<Stage> {
+    vec![
+        Stage { name: "deps", timeout: 900, full_only: false, run: stage_deps },
+        Stage { name: "fmt", timeout: 120, full_only: false, run: stage_fmt },
+        Stage { name: "clippy", timeout: 900, full_only: false, run: stage_clippy },
+        Stage { name: "test", timeout: 1200, full_only: false, run: stage_test },
+        Stage { name: "no-hwloc", timeout: 600, full_only: false, run: stage_no_hwloc },
+        Stage { name: "loom", timeout: 900, full_only: false, run: stage_loom },
+        Stage { name: "miri", timeout: 900, full_only: false, run: stage_miri },
+    ]
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = env::args().skip(1).collect();
+    let root = workspace_root();
+    let ci = env::var("CI").map(|v| v == "true" || v == "1").unwrap_or(false);
+    let full = args.iter().any(|a| a == "--full");
+    let ctx = Ctx { root, ci, full };
+    let result = match args.first().map(String::as_str) {
+        Some("demo") => run_demo(&ctx, &args[1..]),
+        Some("test") => run_stages(&ctx, &args[1..]),
+        Some("deps") => stage_deps(&ctx),
+        _ => {
+            eprintln!("usage: cargo xtask <demo|test [--full] [--only STAGE]...|deps>");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    let manifest = env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| ".".into());
+    Path::new(&manifest).parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."))
+}
+
+fn run_stages(ctx: &Ctx, args: &[String]) -> Result<(), String> {
+    let mut only: Vec<&str> = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        if a == "--only" {
+            only.push(it.next().ok_or("--only needs a stage name")?);
+        }
+    }
+    let all = stages();
+    for o in &only {
+        if !all.iter().any(|s| s.name == *o) {
+            return Err(format!("unknown stage {o}"));
+        }
+    }
+    let started = Instant::now();
+    let mut summary = Vec::new();
+    let mut failed = 0usize;
+    for stage in &all {
+        if !only.is_empty() && !only.contains(&stage.name) {
+            continue;
+        }
+        if stage.full_only && !ctx.full {
+            println!("== stage {}: in --full only", stage.name);
+            continue;
+        }
+        println!("== stage {} (timeout {} s)", stage.name, stage.timeout);
+        let t = Instant::now();
+        set_deadline(Duration::from_secs(stage.timeout));
+        let r = (stage.run)(ctx);
+        let secs = t.elapsed().as_secs_f64();
+        let verdict = match &r {
+            Ok(()) => "ok".to_string(),
+            Err(e) => {
+                failed += 1;
+                format!("FAILED: {e}")
+            }
+        };
+        println!("== stage {} {verdict} in {secs:.1} s", stage.name);
+        summary.push((stage.name, verdict, secs));
+    }
+    println!("\n== summary ({:.1} s in all)", started.elapsed().as_secs_f64());
+    for (name, verdict, secs) in &summary {
+        println!("  {name:<10} {secs:>7.1} s  {verdict}");
+    }
+    let passed = summary.len() - failed;
+    println!("stages: {passed} passed, {failed} failed");
+    if failed > 0 {
+        Err(format!("{failed} stage(s) failed"))
+    } else {
+        Ok(())
+    }
+}
+
+// ---- process helpers -------------------------------------------------------------------------
+
+thread_local! {
+    static DEADLINE: std::cell::Cell<Option<Instant>> = const { std::cell::Cell::new(None) };
+}
+
+fn set_deadline(d: Duration) {
+    DEADLINE.with(|c| c.set(Some(Instant::now() + d)));
+}
+
+/// Runs a command in the workspace root, inheriting stdio, killing it at the stage deadline.
+fn run(ctx: &Ctx, cmd: &mut Command) -> Result<(), String> {
+    cmd.current_dir(&ctx.root);
+    let shown = format!("{cmd:?}");
+    println!("$ {shown}");
+    let mut child = cmd.spawn().map_err(|e| format!("cannot start {shown}: {e}"))?;
+    let deadline = DEADLINE.with(|c| c.get());
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) if status.success() => return Ok(()),
+            Ok(Some(status)) => return Err(format!("{shown} exited with {status}")),
+            Ok(None) => {}
+            Err(e) => return Err(format!("waiting for {shown}: {e}")),
+        }
+        if deadline.is_some_and(|d| Instant::now() > d) {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!("{shown} killed at the stage timeout"));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn cargo() -> Command {
+    Command::new(env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
+
+fn succeeds(cmd: &mut Command) -> bool {
+    cmd.stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
+}
+
+fn is_root() -> bool {
+    Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0"))
+}
+
+/// A stage whose tool is missing: a failure under CI, a warning by hand.
+fn skipped(ctx: &Ctx, why: &str) -> Result<(), String> {
+    if ctx.ci {
+        Err(format!("skipped under CI=true: {why}"))
+    } else {
+        println!("   skipped: {why}");
+        Ok(())
+    }
+}
+
+// ---- stages ----------------------------------------------------------------------------------
+
+fn stage_deps(ctx: &Ctx) -> Result<(), String> {
+    let missing: Vec<&str> = APT_PACKAGES
+        .iter()
+        .copied()
+        .filter(|p| !succeeds(Command::new("dpkg").args(["-s", p])))
+        .collect();
+    if missing.is_empty() {
+        println!("   apt packages present: {}", APT_PACKAGES.join(" "));
+    } else {
+        println!("   installing apt packages: {}", missing.join(" "));
+        let sudo = !is_root();
+        let mut update = if sudo { Command::new("sudo") } else { Command::new("apt-get") };
+        if sudo {
+            update.arg("apt-get");
+        }
+        run(ctx, update.args(["update", "-qq"]))?;
+        let mut install = if sudo { Command::new("sudo") } else { Command::new("apt-get") };
+        if sudo {
+            install.arg("apt-get");
+        }
+        install.env("DEBIAN_FRONTEND", "noninteractive");
+        run(ctx, install.args(["install", "-y", "-qq", "--no-install-recommends"]).args(&missing))?;
+    }
+    ensure_nightly(ctx)
+}
+
+/// Installs the pinned nightly with Miri and rust-src (used by the miri and fuzz stages).
+fn ensure_nightly(ctx: &Ctx) -> Result<(), String> {
+    let has_miri = succeeds(Command::new("cargo").args([&format!("+{NIGHTLY}"), "miri", "--version"]));
+    if has_miri {
+        println!("   {NIGHTLY} with miri present");
+        return Ok(());
+    }
+    println!("   installing {NIGHTLY} (minimal) with miri and rust-src");
+    run(
+        ctx,
+        Command::new("rustup").args([
+            "toolchain",
+            "install",
+            NIGHTLY,
+            "--profile",
+            "minimal",
+            "--component",
+            "miri,rust-src",
+        ]),
+    )
+}
+
+fn stage_fmt(ctx: &Ctx) -> Result<(), String> {
+    run(ctx, cargo().args(["fmt", "--all", "--", "--check"]))
+}
+
+fn stage_clippy(ctx: &Ctx) -> Result<(), String> {
+    run(ctx, cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))
+}
+
+fn stage_test(ctx: &Ctx) -> Result<(), String> {
+    run(ctx, cargo().args(["test", "--workspace"]))
+}
+
+fn stage_no_hwloc(ctx: &Ctx) -> Result<(), String> {
+    // The QEMU guest binary is static and cannot link hwloc: the sysfs path must stand alone.
+    run(
+        ctx,
+        cargo().args([
+            "test",
+            "--no-default-features",
+            "-p",
+            "hotslab-numa",
+            "-p",
+            "hotslab-hotplug",
+            "-p",
+            "hotslab",
+        ]),
+    )
+}
+
+fn stage_loom(ctx: &Ctx) -> Result<(), String> {
+    let mut cmd = cargo();
+    cmd.env("RUSTFLAGS", "--cfg loom")
+        .env("CARGO_TARGET_DIR", ctx.root.join("target/loom"))
+        .env("LOOM_MAX_PREEMPTIONS", "3")
+        .args(["test", "--release", "-p", "hotslab-hotplug", "-p", "hotslab", "--test", "loom_*"]);
+    run(ctx, &mut cmd)
+}
+
+fn stage_miri(ctx: &Ctx) -> Result<(), String> {
+    if !succeeds(Command::new("cargo").args([&format!("+{NIGHTLY}"), "miri", "--version"])) {
+        return skipped(ctx, "miri is not installed (run `cargo xtask deps`)");
+    }
+    let mut cmd = Command::new("cargo");
+    cmd.env("CARGO_TARGET_DIR", ctx.root.join("target/miri"))
+        .env("MIRIFLAGS", "-Zmiri-disable-isolation -Zmiri-permissive-provenance")
+        .args([
+            &format!("+{NIGHTLY}"),
+            "miri",
+            "test",
+            "--no-default-features",
+            "-p",
+            "hotslab-numa",
+            "-p",
+            "hotslab-hotplug",
+            "-p",
+            "hotslab",
+            "--lib",
+        ]);
+    run(ctx, &mut cmd)
+}
+
+fn run_demo(ctx: &Ctx, args: &[String]) -> Result<(), String> {
+    stage_deps(ctx)?;
+    let mut cmd = cargo();
+    cmd.args(["run", "--release", "-p", "hotslab", "--features", "pause-points", "--example", "race_demo", "--"])
+        .args(args);
+    run(ctx, &mut cmd)
+}

@@ -1,0 +1,700 @@
+//! `KmemCache`: an object cache — its configuration and layout, its per-node parts, its
+//! per-thread caches, slab creation and settling, and the public handle with alloc / free /
+//! shrink / destroy. Create, destroy and shrink are coordinated by the domain (`domain.rs`),
+//! which owns the registry and the locking mode; this file never takes `slab_mutex` itself.
+
+use core::alloc::Layout;
+use core::fmt;
+use core::ptr::{self, NonNull};
+
+use hotslab_numa::NodeId;
+
+use crate::domain::{DomainRef, SlabDomain};
+use crate::mem::{self, meta_alloc, meta_free, pagemap};
+use crate::node::{NodePart, PartLists, PartState};
+use crate::slab::{geometry, ListKind, Slab, SlabGeometry};
+use crate::sync::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+use crate::thread::{self, ThreadCache, MAX_SLOTS};
+
+/// Largest object a cache may hold (objects above it belong to the large-object tier).
+pub const MAX_OBJECT_SIZE: usize = 256 * 1024;
+/// Largest alignment a cache supports.
+pub const MAX_ALIGN: usize = 4096;
+/// Cache line size used by [`CacheFlags::HWCACHE_ALIGN`].
+pub const CACHE_LINE: usize = 64;
+
+/// Cache creation flags (a subset of SLAB_* flags).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CacheFlags(u32);
+
+impl CacheFlags {
+    /// No flags.
+    pub const NONE: CacheFlags = CacheFlags(0);
+    /// Align objects to the hardware cache line (halved while the object fits in half a line,
+    /// as SLUB does).
+    pub const HWCACHE_ALIGN: CacheFlags = CacheFlags(1);
+
+    /// Whether all flags of `other` are set.
+    pub fn contains(self, other: CacheFlags) -> bool {
+        self.0 & other.0 == other.0
+    }
+}
+
+impl core::ops::BitOr for CacheFlags {
+    type Output = CacheFlags;
+    fn bitor(self, o: CacheFlags) -> CacheFlags {
+        CacheFlags(self.0 | o.0)
+    }
+}
+
+/// What a new cache looks like.
+#[derive(Clone, Copy, Debug)]
+pub struct CacheConfig {
+    /// Name shown in slabinfo and in error reports (truncated to 31 bytes).
+    pub name: &'static str,
+    /// Object size in bytes (at least 1).
+    pub size: usize,
+    /// Minimum alignment (a power of two, at most [`MAX_ALIGN`]); 0 means 8.
+    pub align: usize,
+    /// Flags.
+    pub flags: CacheFlags,
+    /// Constructor, run once per object when its slab is set up (not per allocation): freed
+    /// objects must be returned in their constructed state.
+    pub ctor: Option<fn(*mut u8)>,
+}
+
+impl CacheConfig {
+    /// A cache of `size`-byte objects, 8-byte aligned, no flags, no constructor.
+    pub fn new(name: &'static str, size: usize) -> CacheConfig {
+        CacheConfig { name, size, align: 0, flags: CacheFlags::NONE, ctor: None }
+    }
+
+    /// Sets the alignment.
+    pub fn align(mut self, align: usize) -> CacheConfig {
+        self.align = align;
+        self
+    }
+
+    /// Sets the flags.
+    pub fn flags(mut self, flags: CacheFlags) -> CacheConfig {
+        self.flags = flags;
+        self
+    }
+
+    /// Sets the constructor.
+    pub fn ctor(mut self, ctor: fn(*mut u8)) -> CacheConfig {
+        self.ctor = Some(ctor);
+        self
+    }
+}
+
+/// Errors at the cache API edge.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CacheError {
+    /// Size 0, or larger than [`MAX_OBJECT_SIZE`].
+    InvalidSize(usize),
+    /// Alignment not a power of two, or above [`MAX_ALIGN`].
+    InvalidAlign(usize),
+    /// The handle's cache was destroyed.
+    Destroyed,
+    /// Out of memory (metadata or pages).
+    NoMemory,
+    /// The pointer does not belong to this cache (or to hotslab at all).
+    ForeignPointer(usize),
+    /// The pointer is inside an object of this cache but not its start.
+    InteriorPointer(usize),
+    /// The node is not part of the domain's topology.
+    UnknownNode(u16),
+    /// Destroy found live objects: the cache is kept (leaked on purpose), not freed.
+    LiveObjects {
+        /// Cache name.
+        name: &'static str,
+        /// Objects still allocated.
+        count: usize,
+    },
+}
+
+impl fmt::Display for CacheError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CacheError::InvalidSize(s) => write!(f, "invalid object size {s}"),
+            CacheError::InvalidAlign(a) => write!(f, "invalid alignment {a}"),
+            CacheError::Destroyed => write!(f, "cache was destroyed"),
+            CacheError::NoMemory => write!(f, "out of memory"),
+            CacheError::ForeignPointer(p) => write!(f, "pointer {p:#x} was not allocated by this cache"),
+            CacheError::InteriorPointer(p) => write!(f, "pointer {p:#x} is not the start of an object"),
+            CacheError::UnknownNode(n) => write!(f, "node {n} is not in the topology"),
+            CacheError::LiveObjects { name, count } => {
+                write!(f, "kmem_cache_destroy {name}: {count} objects still allocated; cache kept")
+            }
+        }
+    }
+}
+
+impl std::error::Error for CacheError {}
+
+/// Per-cache statistics (exact at a quiescent point: no alloc or free in flight).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CacheStats {
+    /// Allocations served.
+    pub allocs: u64,
+    /// Frees accepted.
+    pub frees: u64,
+    /// Objects allocated and not freed (counted from the slabs).
+    pub active_objects: usize,
+    /// Object slots in all slabs.
+    pub total_objects: usize,
+    /// Slabs in all parts.
+    pub slabs: usize,
+    /// Object size as configured.
+    pub object_size: usize,
+    /// Slot size (object plus alignment padding and free pointer, if any).
+    pub stride: usize,
+    /// Object alignment.
+    pub align: usize,
+    /// Objects per slab.
+    pub objs_per_slab: usize,
+    /// Pages (4 KiB) per slab.
+    pub pages_per_slab: usize,
+}
+
+/// The cache itself, in metadata memory. Never freed while its domain lives: a destroyed cache's
+/// memory is reused by a later create (the generation tells handles apart).
+pub(crate) struct CacheInner {
+    pub name: &'static str,
+    pub domain: *const SlabDomain,
+    pub generation: AtomicU64,
+    pub dead: AtomicBool,
+    pub size: usize,
+    pub align: usize,
+    pub stride: usize,
+    pub freeptr_off: usize,
+    pub geo: SlabGeometry,
+    pub ctor: Option<fn(*mut u8)>,
+    pub min_partial: usize,
+    /// One part pointer per node id (`nr_node_ids` entries).
+    pub nodes: *const AtomicPtr<NodePart>,
+    pub nr_node_ids: usize,
+    /// One thread cache pointer per thread slot.
+    pub tcs: *const AtomicPtr<ThreadCache>,
+    /// Registry links (under `slab_mutex`).
+    pub next: core::cell::Cell<*mut CacheInner>,
+    pub prev: core::cell::Cell<*mut CacheInner>,
+    /// Allocations and frees by threads without a thread cache.
+    pub shared_allocs: AtomicUsize,
+    pub shared_frees: AtomicUsize,
+}
+
+// SAFETY: the raw pointers name metadata that lives as long as the domain; the Cells are only
+// touched under slab_mutex.
+unsafe impl Send for CacheInner {}
+// SAFETY: see Send.
+unsafe impl Sync for CacheInner {}
+
+/// Computes (stride, freeptr offset, alignment) for a configuration.
+pub(crate) fn layout_for(cfg: &CacheConfig) -> Result<(usize, usize, usize), CacheError> {
+    if cfg.size == 0 || cfg.size > MAX_OBJECT_SIZE {
+        return Err(CacheError::InvalidSize(cfg.size));
+    }
+    let mut align = if cfg.align == 0 { 8 } else { cfg.align };
+    if !align.is_power_of_two() || align > MAX_ALIGN {
+        return Err(CacheError::InvalidAlign(cfg.align));
+    }
+    align = align.max(8);
+    if cfg.flags.contains(CacheFlags::HWCACHE_ALIGN) {
+        let mut line = CACHE_LINE;
+        while cfg.size <= line / 2 && line > 8 {
+            line /= 2;
+        }
+        align = align.max(line);
+    }
+    let size8 = (cfg.size + 7) & !7;
+    // With a constructor the object must keep its constructed contents while free, so the free
+    // pointer goes after the object (as SLUB does); otherwise it overlays the first word.
+    let (raw, fp) = if cfg.ctor.is_some() { (size8 + 8, size8) } else { (size8, 0) };
+    let stride = (raw + align - 1) & !(align - 1);
+    Ok((stride, fp, align))
+}
+
+/// SLUB's min_partial: clamp(log2(size) / 2, 5, 10).
+fn min_partial_for(size: usize) -> usize {
+    let log2 = usize::BITS as usize - 1 - size.leading_zeros() as usize;
+    (log2 / 2).clamp(5, 10)
+}
+
+impl CacheInner {
+    /// Builds a cache in metadata memory (or reinitialises `reuse`). Parts are added by the caller.
+    pub(crate) fn make(
+        domain: &SlabDomain,
+        cfg: &CacheConfig,
+        reuse: *mut CacheInner,
+    ) -> Result<*mut CacheInner, CacheError> {
+        let (stride, freeptr_off, align) = layout_for(cfg)?;
+        let geo = geometry(stride).ok_or(CacheError::InvalidSize(cfg.size))?;
+        let nr = domain.nr_node_ids();
+        let (p, nodes, tcs, gen) = if reuse.is_null() {
+            let p = meta_alloc(Layout::new::<CacheInner>()).cast::<CacheInner>();
+            let nodes = meta_alloc(Layout::array::<AtomicPtr<NodePart>>(nr).map_err(|_| CacheError::NoMemory)?)
+                .cast::<AtomicPtr<NodePart>>();
+            let tcs = meta_alloc(Layout::array::<AtomicPtr<ThreadCache>>(MAX_SLOTS).map_err(|_| CacheError::NoMemory)?)
+                .cast::<AtomicPtr<ThreadCache>>();
+            if p.is_null() || nodes.is_null() || tcs.is_null() {
+                return Err(CacheError::NoMemory);
+            }
+            // SAFETY: fresh, zeroed metadata arrays of the right length.
+            unsafe {
+                for i in 0..nr {
+                    nodes.add(i).write(AtomicPtr::new(ptr::null_mut()));
+                }
+                for i in 0..MAX_SLOTS {
+                    tcs.add(i).write(AtomicPtr::new(ptr::null_mut()));
+                }
+            }
+            (p, nodes as *const _, tcs as *const _, 1)
+        } else {
+            // SAFETY: reuse is a dead cache of this domain, unlinked, with no slabs left.
+            let old = unsafe { &*reuse };
+            (reuse, old.nodes, old.tcs, old.generation.load(Ordering::Relaxed) + 1)
+        };
+        let inner = CacheInner {
+            name: cfg.name,
+            domain,
+            generation: AtomicU64::new(gen),
+            dead: AtomicBool::new(false),
+            size: cfg.size,
+            align,
+            stride,
+            freeptr_off,
+            geo,
+            ctor: cfg.ctor,
+            min_partial: min_partial_for(cfg.size),
+            nodes,
+            nr_node_ids: nr,
+            tcs,
+            next: core::cell::Cell::new(ptr::null_mut()),
+            prev: core::cell::Cell::new(ptr::null_mut()),
+            shared_allocs: AtomicUsize::new(0),
+            shared_frees: AtomicUsize::new(0),
+        };
+        // SAFETY: p is valid for a CacheInner; a reused one is overwritten in place (its arrays
+        // are kept; the old value has no Drop that matters beyond its mutex-free fields).
+        unsafe { p.write(inner) };
+        Ok(p)
+    }
+
+    #[inline(always)]
+    pub fn domain(&self) -> &SlabDomain {
+        // SAFETY: a cache never outlives its domain.
+        unsafe { &*self.domain }
+    }
+
+    #[inline(always)]
+    pub fn is_dead(&self) -> bool {
+        self.dead.load(Ordering::Acquire)
+    }
+
+    /// The part slot for `nid` (None if the id is outside the table).
+    #[inline]
+    pub fn part_slot(&self, nid: NodeId) -> Option<&AtomicPtr<NodePart>> {
+        if nid.index() >= self.nr_node_ids {
+            return None;
+        }
+        // SAFETY: index checked against the array length.
+        Some(unsafe { &*self.nodes.add(nid.index()) })
+    }
+
+    /// The part for `nid`, or null.
+    #[inline]
+    pub fn part(&self, nid: NodeId) -> *mut NodePart {
+        self.part_slot(nid).map_or(ptr::null_mut(), |s| s.load(Ordering::Acquire))
+    }
+
+    /// The part allocations may use on `nid`: it must exist and accept new slabs. A node the
+    /// domain allocates from whose part is missing is the Legacy race's victim: it is counted.
+    pub fn part_for_alloc(&self, nid: NodeId) -> Option<&NodePart> {
+        let p = self.part(nid);
+        if p.is_null() {
+            if self.domain().node_allocatable(nid) {
+                self.domain().violations.missing_part.fetch_add(1, Ordering::Relaxed);
+            }
+            return None;
+        }
+        // SAFETY: parts are never freed while their cache lives.
+        let part = unsafe { &*p };
+        part.accepts_new_slabs().then_some(part)
+    }
+
+    #[inline(always)]
+    pub fn tc(&self, slot: usize) -> *mut ThreadCache {
+        // SAFETY: slot < MAX_SLOTS (thread slots are allocated below it).
+        unsafe { (*self.tcs.add(slot)).load(Ordering::Acquire) }
+    }
+
+    pub fn tc_or_create(&self, slot: usize) -> *mut ThreadCache {
+        let tc = self.tc(slot);
+        if !tc.is_null() {
+            return tc;
+        }
+        let p = meta_alloc(Layout::new::<ThreadCache>()).cast::<ThreadCache>();
+        if p.is_null() {
+            return p;
+        }
+        // SAFETY: p is fresh metadata for one ThreadCache. Only the slot's thread creates its
+        // thread cache, so a plain store publishes it (Release pairs with tc()'s Acquire).
+        unsafe {
+            p.write(ThreadCache::new());
+            (*self.tcs.add(slot)).store(p, Ordering::Release);
+        }
+        p
+    }
+
+    /// Every thread cache of this cache (for revocation and statistics).
+    pub fn thread_caches(&self) -> impl Iterator<Item = &ThreadCache> + '_ {
+        (0..MAX_SLOTS).filter_map(move |i| {
+            let p = self.tc(i);
+            // SAFETY: thread caches live as long as the cache metadata.
+            (!p.is_null()).then(|| unsafe { &*p })
+        })
+    }
+
+    /// Makes a new slab on `part`'s node and puts it on the empty list. Called with the part's
+    /// list lock held (the arena and metadata locks are leaves below it).
+    pub fn new_slab(&self, part: &NodePart, lists: &mut PartLists) -> Option<*mut Slab> {
+        let dom = self.domain();
+        let nid = part.node;
+        let base = dom.arena_alloc(nid, self.geo.units as usize)?;
+        let desc = meta_alloc(Layout::new::<Slab>()).cast::<Slab>();
+        if desc.is_null() {
+            // SAFETY: base came from the arena with this many units and was never published.
+            unsafe { dom.arena_free(nid, base, self.geo.units as usize) };
+            return None;
+        }
+        let slab = Slab::new(
+            base.as_ptr(),
+            self.geo.units,
+            self.geo.capacity,
+            self.stride as u32,
+            self.freeptr_off as u32,
+            nid,
+            self,
+            part,
+        );
+        // SAFETY: desc is fresh metadata for one Slab.
+        unsafe { desc.write(slab) };
+        if !pagemap::set(base.as_ptr() as usize, self.geo.units as usize, desc as usize) {
+            // SAFETY: desc and base are ours and unpublished.
+            unsafe {
+                meta_free(desc.cast(), Layout::new::<Slab>());
+                dom.arena_free(nid, base, self.geo.units as usize);
+            }
+            return None;
+        }
+        // SAFETY: desc is a valid, unlisted slab of this part; we hold the list lock.
+        unsafe { lists.put(desc, ListKind::Empty) };
+        part.nr_slabs.fetch_add(1, Ordering::Relaxed);
+        part.total_objects.fetch_add(self.geo.capacity as usize, Ordering::Relaxed);
+        Some(desc)
+    }
+
+    /// Frees a resting slab that has no object in use. Called with the part's list lock held.
+    ///
+    /// # Safety
+    /// `s` is a slab of `part`, on the list its field names, with `in_use() == 0`.
+    pub unsafe fn discard_slab(&self, part: &NodePart, lists: &mut PartLists, s: *mut Slab) {
+        // SAFETY: forwarded from the caller.
+        unsafe {
+            lists.take(s);
+            let units = (*s).units as usize;
+            let base = (*s).base;
+            pagemap::clear(base as usize, units);
+            meta_free(s.cast(), Layout::new::<Slab>());
+            self.domain().arena_free(part.node, NonNull::new_unchecked(base), units);
+        }
+        part.nr_slabs.fetch_sub(1, Ordering::Relaxed);
+        part.total_objects.fetch_sub(self.geo.capacity as usize, Ordering::Relaxed);
+    }
+
+    /// Puts a resting slab that is on no list on the right one; frees it if it is empty and the
+    /// part already keeps `min_partial` empty slabs or does not accept new slabs. Called with the
+    /// part's list lock held.
+    pub fn settle(&self, part: &NodePart, lists: &mut PartLists, s: *mut Slab) {
+        // SAFETY: s is a resting slab of part; we hold the lock, so we act as its owner.
+        let sr = unsafe { &*s };
+        if sr.in_use() == 0 {
+            if lists.empty.len < self.min_partial && part.accepts_new_slabs() {
+                // SAFETY: s is valid and unlinked.
+                unsafe { lists.put(s, ListKind::Empty) };
+            } else {
+                // SAFETY: put it on a list first so discard's take() is uniform.
+                unsafe {
+                    lists.put(s, ListKind::Empty);
+                    self.discard_slab(part, lists, s);
+                }
+            }
+        } else if !sr.free.get().is_null() || sr.bump.get() < sr.capacity {
+            // SAFETY: s is valid and unlinked.
+            unsafe { lists.put(s, ListKind::Partial) };
+        } else {
+            // SAFETY: s is valid and unlinked.
+            unsafe { lists.put(s, ListKind::Full) };
+        }
+        if part.state() == PartState::Draining && lists.nr_slabs() == 0 {
+            self.domain().part_drained(self, part);
+        }
+    }
+
+    /// Shrinks one part: collects remote frees of resting slabs and frees every empty one.
+    /// Returns the slabs freed.
+    pub fn shrink_part(&self, part: &NodePart) -> usize {
+        let mut lists = part.lock();
+        let mut freed = 0;
+        let mut batch: [*mut Slab; 64] = [ptr::null_mut(); 64];
+        loop {
+            // Gather empties (after collecting remote frees) in batches, then free them.
+            let mut n = 0;
+            for s in lists.partial.iter().chain(lists.full.iter()).chain(lists.empty.iter()) {
+                // SAFETY: resting slab, lock held: we act as owner.
+                let sr = unsafe { &*s };
+                // SAFETY: as above.
+                unsafe { sr.collect_remote() };
+                if sr.in_use() == 0 && n < batch.len() {
+                    batch[n] = s;
+                    n += 1;
+                }
+            }
+            for &s in &batch[..n] {
+                // SAFETY: s is resting, on its list, with no object in use.
+                unsafe { self.discard_slab(part, &mut lists, s) };
+            }
+            freed += n;
+            if n < batch.len() {
+                break;
+            }
+        }
+        // Reclassify what is left (remote frees may have turned full slabs partial).
+        let full: [*mut Slab; 64] = {
+            let mut a = [ptr::null_mut(); 64];
+            for (i, s) in lists.full.iter().take(64).enumerate() {
+                a[i] = s;
+            }
+            a
+        };
+        for s in full.into_iter().filter(|s| !s.is_null()) {
+            // SAFETY: as above.
+            let sr = unsafe { &*s };
+            if !sr.free.get().is_null() {
+                // SAFETY: s is on the full list.
+                unsafe {
+                    lists.take(s);
+                    lists.put(s, ListKind::Partial);
+                }
+            }
+        }
+        if part.state() == PartState::Draining && lists.nr_slabs() == 0 {
+            self.domain().part_drained(self, part);
+        }
+        freed
+    }
+
+    /// Objects in use on `part` (exact when no thread owns one of its slabs).
+    pub fn part_in_use(&self, part: &NodePart) -> usize {
+        let lists = part.lock();
+        lists.all().map(|s| {
+            // SAFETY: list members are valid under the lock. Owned slabs are read racily (a
+            // statistic); callers that need exactness revoke first.
+            unsafe { (*s).in_use() as usize }
+        })
+        .sum()
+    }
+
+    /// Statistics summed over parts and thread caches.
+    pub fn stats(&self) -> CacheStats {
+        let mut st = CacheStats {
+            object_size: self.size,
+            stride: self.stride,
+            align: self.align,
+            objs_per_slab: self.geo.capacity as usize,
+            pages_per_slab: (self.geo.units as usize * mem::UNIT) / 4096,
+            ..CacheStats::default()
+        };
+        for tc in self.thread_caches() {
+            st.allocs += tc.allocs.load(Ordering::Relaxed);
+            st.frees += tc.frees.load(Ordering::Relaxed);
+        }
+        st.allocs += self.shared_allocs.load(Ordering::Relaxed) as u64;
+        st.frees += self.shared_frees.load(Ordering::Relaxed) as u64;
+        for i in 0..self.nr_node_ids {
+            let p = self.part(NodeId::new(i as u16));
+            if p.is_null() {
+                continue;
+            }
+            // SAFETY: parts live as long as the cache.
+            let part = unsafe { &*p };
+            let lists = part.lock();
+            for s in lists.all() {
+                // SAFETY: valid under the lock (owned slabs read racily, see part_in_use).
+                let sr = unsafe { &*s };
+                st.active_objects += sr.in_use() as usize;
+                st.total_objects += sr.capacity as usize;
+                st.slabs += 1;
+            }
+        }
+        st
+    }
+
+    /// Per-node slab counts into `out` (index = node id); returns the number of ids written.
+    pub fn node_slabs(&self, out: &mut [usize]) -> usize {
+        let n = self.nr_node_ids.min(out.len());
+        for (i, o) in out.iter_mut().enumerate().take(n) {
+            let p = self.part(NodeId::new(i as u16));
+            // SAFETY: parts live as long as the cache.
+            *o = if p.is_null() { 0 } else { unsafe { (*p).nr_slabs.load(Ordering::Relaxed) } };
+        }
+        n
+    }
+}
+
+/// A handle to a cache. Cheap to clone; using it after [`KmemCache::destroy`] gives
+/// [`CacheError::Destroyed`], never undefined behaviour.
+///
+/// ```
+/// use hotslab::{CacheConfig, SlabDomain};
+/// let d = SlabDomain::simulated(1).unwrap();
+/// let c = d.create_cache(CacheConfig::new("inode", 600)).unwrap();
+/// let objs: Vec<_> = (0..100).map(|_| c.alloc().unwrap()).collect();
+/// assert_eq!(c.stats().unwrap().active_objects, 100);
+/// for o in objs { c.free(o).unwrap(); }
+/// c.destroy().unwrap();
+/// assert!(c.alloc().is_err());
+/// ```
+#[derive(Clone)]
+pub struct KmemCache {
+    pub(crate) domain: DomainRef,
+    pub(crate) inner: NonNull<CacheInner>,
+    pub(crate) gen: u64,
+}
+
+// SAFETY: the handle only reads shared metadata through atomics and the cache's own protocols.
+unsafe impl Send for KmemCache {}
+// SAFETY: see Send.
+unsafe impl Sync for KmemCache {}
+
+impl fmt::Debug for KmemCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KmemCache").field("name", &self.name()).field("generation", &self.gen).finish()
+    }
+}
+
+impl KmemCache {
+    #[inline(always)]
+    pub(crate) fn live(&self) -> Result<&CacheInner, CacheError> {
+        // SAFETY: cache metadata is never freed while the domain (which we keep alive) lives.
+        let c = unsafe { self.inner.as_ref() };
+        if c.generation.load(Ordering::Acquire) != self.gen || c.is_dead() {
+            return Err(CacheError::Destroyed);
+        }
+        Ok(c)
+    }
+
+    /// The cache's name.
+    pub fn name(&self) -> &'static str {
+        // SAFETY: as in live().
+        unsafe { self.inner.as_ref() }.name
+    }
+
+    /// The domain this cache belongs to.
+    pub fn domain(&self) -> &SlabDomain {
+        self.domain.get()
+    }
+
+    /// Allocates one object near the calling thread's node.
+    #[inline]
+    pub fn alloc(&self) -> Result<NonNull<u8>, CacheError> {
+        let c = self.live()?;
+        NonNull::new(thread::alloc(c)).ok_or_else(|| self.why_null())
+    }
+
+    /// Allocates one object on node `nid` (falling back by distance when that node cannot serve,
+    /// as `kmem_cache_alloc_node` does).
+    pub fn alloc_node(&self, nid: NodeId) -> Result<NonNull<u8>, CacheError> {
+        let c = self.live()?;
+        if !self.domain().topology().nodes().test(nid) {
+            return Err(CacheError::UnknownNode(nid.0));
+        }
+        NonNull::new(thread::alloc_node(c, nid)).ok_or_else(|| self.why_null())
+    }
+
+    fn why_null(&self) -> CacheError {
+        if self.live().is_err() {
+            CacheError::Destroyed
+        } else {
+            CacheError::NoMemory
+        }
+    }
+
+    /// Frees an object of this cache.
+    #[inline]
+    pub fn free(&self, obj: NonNull<u8>) -> Result<(), CacheError> {
+        let c = self.live()?;
+        let p = obj.as_ptr();
+        let v = pagemap::get(p as usize);
+        if v == 0 || v & mem::TAG_MASK != 0 {
+            return Err(CacheError::ForeignPointer(p as usize));
+        }
+        // SAFETY: non-tagged page-map values are slab descriptors, live while registered.
+        let s = unsafe { &*(v as *const Slab) };
+        if !ptr::eq(s.cache, c) {
+            return Err(CacheError::ForeignPointer(p as usize));
+        }
+        if !s.is_object_start(p) {
+            return Err(CacheError::InteriorPointer(p as usize));
+        }
+        // SAFETY: p is an object start of a slab of this cache; the caller hands it back.
+        unsafe { thread::free(c, s, p) };
+        Ok(())
+    }
+
+    /// Returns empty slabs of every node to the page source (under the online-mems read side).
+    pub fn shrink(&self) -> Result<usize, CacheError> {
+        let c = self.live()?;
+        Ok(self.domain().shrink_cache(c))
+    }
+
+    /// Destroys the cache. With live objects it reports them and keeps the cache (nothing live is
+    /// freed); the handle stays usable then.
+    pub fn destroy(&self) -> Result<(), CacheError> {
+        let c = self.live()?;
+        self.domain().destroy_cache(c)
+    }
+
+    /// Statistics.
+    pub fn stats(&self) -> Result<CacheStats, CacheError> {
+        Ok(self.live()?.stats())
+    }
+
+    /// Object size.
+    pub fn object_size(&self) -> usize {
+        // SAFETY: as in live().
+        unsafe { self.inner.as_ref() }.size
+    }
+
+    /// Node of the slab holding `obj`, if it is an object of this cache.
+    pub fn node_of(&self, obj: NonNull<u8>) -> Option<NodeId> {
+        let v = pagemap::get(obj.as_ptr() as usize);
+        if v == 0 || v & mem::TAG_MASK != 0 {
+            return None;
+        }
+        // SAFETY: non-tagged page-map values are slab descriptors.
+        let s = unsafe { &*(v as *const Slab) };
+        ptr::eq(s.cache, self.inner.as_ptr()).then_some(s.node)
+    }
+
+    /// Whether the cache has a part for `nid` and in which state.
+    pub fn part_state(&self, nid: NodeId) -> Option<PartState> {
+        // SAFETY: as in live().
+        let c = unsafe { self.inner.as_ref() };
+        let p = c.part(nid);
+        // SAFETY: parts live as long as the cache.
+        (!p.is_null()).then(|| unsafe { (*p).state() })
+    }
+}

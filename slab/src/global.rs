@@ -1,0 +1,235 @@
+//! The process-wide default domain (in static memory, built on first use without allocating)
+//! and `SlabAlloc`, the `GlobalAlloc` over it. A re-entrancy guard with a small static arena
+//! serves any allocation that arrives while the domain is being built. Nothing here calls code
+//! that allocates: topology comes from the no-alloc sysfs reader, never hwloc or libnuma.
+
+use core::alloc::{GlobalAlloc, Layout};
+use core::cell::UnsafeCell;
+use core::mem::MaybeUninit;
+use core::ptr;
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+
+use hotslab_hotplug::{HotplugDomain, LockKind, NodeStateSnapshot};
+use hotslab_numa::Topology;
+
+use crate::domain::{DomainConfig, SlabDomain};
+use crate::kmalloc::{kfree_any, FreeError};
+
+const UNINIT: u8 = 0;
+const BUSY: u8 = 1;
+const READY: u8 = 2;
+const FAILED: u8 = 3;
+
+static STATE: AtomicU8 = AtomicU8::new(UNINIT);
+/// Thread id of the builder (to tell recursion from a concurrent first use).
+static BUILDER: AtomicUsize = AtomicUsize::new(0);
+
+struct Slot<T>(UnsafeCell<MaybeUninit<T>>);
+// SAFETY: written once by the builder before STATE becomes READY (Release), read after an
+// Acquire load of READY.
+unsafe impl<T> Sync for Slot<T> {}
+
+static TOPOLOGY: Slot<Topology> = Slot(UnsafeCell::new(MaybeUninit::uninit()));
+static HOTPLUG: Slot<HotplugDomain> = Slot(UnsafeCell::new(MaybeUninit::uninit()));
+static DOMAIN: Slot<SlabDomain> = Slot(UnsafeCell::new(MaybeUninit::uninit()));
+
+/// Bootstrap arena for allocations made while the domain is being built (by this thread).
+const BOOT_SIZE: usize = 64 * 1024;
+#[repr(C, align(4096))]
+struct Boot(UnsafeCell<[u8; BOOT_SIZE]>);
+// SAFETY: handed out by an atomic bump pointer; each block is owned by its caller.
+unsafe impl Sync for Boot {}
+static BOOT: Boot = Boot(UnsafeCell::new([0; BOOT_SIZE]));
+static BOOT_USED: AtomicUsize = AtomicUsize::new(0);
+/// Allocations served from the bootstrap arena (re-entrant calls during initialisation).
+pub static BOOT_ALLOCS: AtomicUsize = AtomicUsize::new(0);
+
+fn gettid() -> usize {
+    // SAFETY: gettid has no preconditions.
+    unsafe { libc::gettid() as usize }
+}
+
+/// The default domain, built on first use. `None` while this thread is building it (the caller
+/// then uses the bootstrap arena) or if building failed.
+#[inline(always)]
+pub(crate) fn domain() -> Option<&'static SlabDomain> {
+    if STATE.load(Ordering::Acquire) == READY {
+        // SAFETY: READY is stored (Release) after DOMAIN was fully written and never changes.
+        return Some(unsafe { (*DOMAIN.0.get()).assume_init_ref() });
+    }
+    init_slow()
+}
+
+#[cold]
+fn init_slow() -> Option<&'static SlabDomain> {
+    loop {
+        match STATE.compare_exchange(UNINIT, BUSY, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => {
+                BUILDER.store(gettid(), Ordering::Relaxed);
+                let ok = build();
+                STATE.store(if ok { READY } else { FAILED }, Ordering::Release);
+                return if ok { domain() } else { None };
+            }
+            Err(READY) => return domain(),
+            Err(FAILED) => return None,
+            Err(_) => {
+                if BUILDER.load(Ordering::Relaxed) == gettid() {
+                    return None; // recursion from inside build(): bootstrap arena
+                }
+                std::hint::spin_loop();
+                std::thread::yield_now();
+            }
+        }
+    }
+}
+
+fn build() -> bool {
+    // SAFETY: only the builder (STATE == BUSY) writes these slots, exactly once.
+    unsafe {
+        let topo = (*TOPOLOGY.0.get()).as_mut_ptr();
+        topo.write(Topology::single_node_fallback());
+        let _ = Topology::read_sysfs_into(&mut *topo);
+        let topo: &'static Topology = &*topo;
+        let nodes = topo.nodes();
+        let initial = NodeStateSnapshot { possible: nodes, online: nodes, has_memory: nodes, has_normal_memory: nodes };
+        (*HOTPLUG.0.get()).write(HotplugDomain::with_states(initial, LockKind::Seed));
+        let hp: &'static HotplugDomain = (*HOTPLUG.0.get()).assume_init_ref();
+        let Ok(d) = SlabDomain::build_static(topo, hp, DomainConfig::default()) else { return false };
+        (*DOMAIN.0.get()).write(d);
+        let d: &'static SlabDomain = (*DOMAIN.0.get()).assume_init_ref();
+        d.finish_static().is_ok()
+    }
+}
+
+fn boot_alloc(layout: Layout) -> *mut u8 {
+    let align = layout.align().max(16);
+    let mut cur = BOOT_USED.load(Ordering::Relaxed);
+    loop {
+        let start = (cur + align - 1) & !(align - 1);
+        let end = match start.checked_add(layout.size().max(1)) {
+            Some(e) if e <= BOOT_SIZE => e,
+            _ => return ptr::null_mut(),
+        };
+        match BOOT_USED.compare_exchange_weak(cur, end, Ordering::AcqRel, Ordering::Relaxed) {
+            Ok(_) => {
+                BOOT_ALLOCS.fetch_add(1, Ordering::Relaxed);
+                // SAFETY: [start, end) is inside BOOT and handed out once.
+                return unsafe { (BOOT.0.get() as *mut u8).add(start) };
+            }
+            Err(c) => cur = c,
+        }
+    }
+}
+
+fn in_boot(p: *mut u8) -> bool {
+    let base = BOOT.0.get() as usize;
+    (p as usize) >= base && (p as usize) < base + BOOT_SIZE
+}
+
+/// The process-wide default slab domain (built on first use).
+pub fn default_domain() -> Option<&'static SlabDomain> {
+    domain()
+}
+
+/// hotslab as the global allocator:
+///
+/// ```no_run
+/// #[global_allocator]
+/// static A: hotslab::SlabAlloc = hotslab::SlabAlloc::new();
+/// fn main() {
+///     let v: Vec<u64> = (0..1000).collect();
+///     assert_eq!(v.iter().sum::<u64>(), 499_500);
+/// }
+/// ```
+///
+/// Every allocation is served by hotslab: small ones by the kmalloc caches of the default
+/// domain, large ones by page spans. Failure gives null, never a panic.
+pub struct SlabAlloc {
+    _private: (),
+}
+
+impl SlabAlloc {
+    /// The allocator (a unit value; all state is in the default domain).
+    pub const fn new() -> SlabAlloc {
+        SlabAlloc { _private: () }
+    }
+}
+
+impl Default for SlabAlloc {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cold]
+fn bad_free(p: *mut u8, why: FreeError) -> ! {
+    let msg: &[u8] = match why {
+        FreeError::Foreign => b"hotslab: free of a pointer hotslab never handed out\n",
+        FreeError::Interior => b"hotslab: free of a pointer into the middle of an object\n",
+    };
+    // SAFETY: writes a static message to stderr, then aborts without unwinding.
+    unsafe {
+        libc::write(2, msg.as_ptr().cast(), msg.len());
+        let _ = p;
+        libc::abort();
+    }
+}
+
+// SAFETY: alloc returns null or a block valid for `layout` (size and alignment are honoured by the
+// class choice or the large tier); dealloc/realloc accept exactly what alloc returned.
+unsafe impl GlobalAlloc for SlabAlloc {
+    #[inline]
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        match domain() {
+            Some(d) => d.kmalloc_layout(layout.size(), layout.align(), None),
+            None => boot_alloc(layout),
+        }
+    }
+
+    #[inline]
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: forwarded contract.
+        let p = unsafe { self.alloc(layout) };
+        if !p.is_null() && !in_boot(p) {
+            // Large spans are fresh or decommitted, hence zero already.
+            if let crate::kmalloc::Owner::Slab(_) = crate::kmalloc::owner_of(p) {
+                // SAFETY: p is valid for layout.size() bytes.
+                unsafe { ptr::write_bytes(p, 0, layout.size()) };
+            }
+        }
+        p
+    }
+
+    #[inline]
+    unsafe fn dealloc(&self, p: *mut u8, _layout: Layout) {
+        if in_boot(p) {
+            return; // the bootstrap arena is never reused
+        }
+        let pages = match domain() {
+            Some(d) => d.page_source(),
+            None => return,
+        };
+        // SAFETY: the GlobalAlloc contract: p is live and ours.
+        if let Err(e) = unsafe { kfree_any(pages, p) } {
+            bad_free(p, e);
+        }
+    }
+
+    #[inline]
+    unsafe fn realloc(&self, p: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if in_boot(p) {
+            // SAFETY: the new layout is valid per the GlobalAlloc contract.
+            let q = unsafe { self.alloc(Layout::from_size_align_unchecked(new_size, layout.align())) };
+            if !q.is_null() {
+                // SAFETY: both blocks are valid for the copied length.
+                unsafe { ptr::copy_nonoverlapping(p, q, layout.size().min(new_size)) };
+            }
+            return q;
+        }
+        match domain() {
+            // SAFETY: p is live and ours (GlobalAlloc contract).
+            Some(d) => unsafe { d.krealloc_layout(p, layout.align(), new_size) },
+            None => ptr::null_mut(),
+        }
+    }
+}

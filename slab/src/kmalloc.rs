@@ -1,0 +1,330 @@
+//! kmalloc: size classes (four per doubling above 64 bytes, so internal waste stays under 25 %),
+//! the general-purpose alloc / free / realloc of a domain over its kmalloc caches, and the large
+//! tier above [`KMALLOC_MAX`]. Free functions act on the process-wide default domain.
+//! Nothing here allocates through the global allocator; failures give null.
+
+use core::ptr;
+
+use hotslab_numa::NodeId;
+
+use crate::domain::SlabDomain;
+use crate::mem::{self, pagemap, LargeTier};
+use crate::slab::Slab;
+use crate::thread;
+
+/// Number of kmalloc size classes.
+pub const NCLASSES: usize = 44;
+
+/// Largest size served by a kmalloc cache; larger requests go to the large-object tier.
+pub const KMALLOC_MAX: usize = 32 * 1024;
+
+/// Names of the kmalloc caches, in class order (as /proc/slabinfo names them).
+pub(crate) const CLASS_NAMES: [&str; NCLASSES] = [
+    "kmalloc-8", "kmalloc-16", "kmalloc-24", "kmalloc-32", "kmalloc-40", "kmalloc-48", "kmalloc-56",
+    "kmalloc-64", "kmalloc-80", "kmalloc-96", "kmalloc-112", "kmalloc-128", "kmalloc-160",
+    "kmalloc-192", "kmalloc-224", "kmalloc-256", "kmalloc-320", "kmalloc-384", "kmalloc-448",
+    "kmalloc-512", "kmalloc-640", "kmalloc-768", "kmalloc-896", "kmalloc-1k", "kmalloc-1280",
+    "kmalloc-1536", "kmalloc-1792", "kmalloc-2k", "kmalloc-2560", "kmalloc-3k", "kmalloc-3584",
+    "kmalloc-4k", "kmalloc-5k", "kmalloc-6k", "kmalloc-7k", "kmalloc-8k", "kmalloc-10k",
+    "kmalloc-12k", "kmalloc-14k", "kmalloc-16k", "kmalloc-20k", "kmalloc-24k", "kmalloc-28k",
+    "kmalloc-32k",
+];
+
+/// All class sizes, smallest first.
+pub const KMALLOC_CLASSES: [usize; NCLASSES] = {
+    let mut a = [0; NCLASSES];
+    let mut i = 0;
+    while i < NCLASSES {
+        a[i] = class_size(i);
+        i += 1;
+    }
+    a
+};
+
+/// Size of class `i` (8-byte steps up to 64, then four classes per doubling).
+pub const fn class_size(i: usize) -> usize {
+    if i < 8 {
+        return (i + 1) * 8;
+    }
+    let j = i - 8;
+    let b = 7 + j / 4;
+    (4 + j % 4 + 1) << (b - 3)
+}
+
+/// The smallest class holding `size` bytes, or `None` above [`KMALLOC_MAX`].
+#[inline(always)]
+pub const fn class_of(size: usize) -> Option<usize> {
+    if size <= 64 {
+        let s = if size == 0 { 1 } else { size };
+        return Some((s + 7) / 8 - 1);
+    }
+    if size > KMALLOC_MAX {
+        return None;
+    }
+    let m = size - 1;
+    let b = usize::BITS - m.leading_zeros(); // bit length of size-1, >= 7
+    let sub = (m >> (b - 3)) & 3;
+    Some(8 + (b as usize - 7) * 4 + sub)
+}
+
+/// The class for a (size, align) request: objects of the class are all `align`-aligned (slab
+/// bases are 64 KiB aligned, so a class whose size is a multiple of `align` qualifies).
+#[inline(always)]
+pub(crate) fn class_for(size: usize, align: usize) -> Option<usize> {
+    if align <= 8 {
+        return class_of(size);
+    }
+    let eff = if size < align { align } else { size };
+    let c = class_of(eff)?;
+    if class_size(c) % align == 0 {
+        return Some(c);
+    }
+    class_of(eff.checked_next_power_of_two()?)
+}
+
+/// The shared large-object tier (page spans above [`KMALLOC_MAX`]).
+pub(crate) static LARGE: LargeTier = LargeTier::new();
+
+/// What a pointer is, by the page map.
+pub(crate) enum Owner<'a> {
+    Slab(&'a Slab),
+    Large,
+    Foreign,
+}
+
+#[inline(always)]
+pub(crate) fn owner_of<'a>(p: *mut u8) -> Owner<'a> {
+    let v = pagemap::get(p as usize);
+    if v == 0 {
+        Owner::Foreign
+    } else if v & mem::TAG_MASK == mem::TAG_LARGE {
+        Owner::Large
+    } else if v & mem::TAG_MASK == 0 {
+        // SAFETY: untagged page-map values are slab descriptors, valid while registered (the
+        // object we were handed keeps its slab registered).
+        Owner::Slab(unsafe { &*(v as *const Slab) })
+    } else {
+        Owner::Foreign
+    }
+}
+
+/// Why a free was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FreeError {
+    /// hotslab never handed this pointer out.
+    Foreign,
+    /// The pointer is inside an object, not at its start.
+    Interior,
+}
+
+impl SlabDomain {
+    /// Allocates `size` bytes aligned to `align` (a power of two), preferring `node`.
+    /// Null on failure (including sizes near `isize::MAX` and alignments over 1 GiB).
+    #[inline]
+    pub fn kmalloc_layout(&self, size: usize, align: usize, node: Option<NodeId>) -> *mut u8 {
+        if let Some(c) = class_for(size, align) {
+            let cache = self.kmalloc[c].load(crate::sync::Ordering::Acquire);
+            if !cache.is_null() {
+                // SAFETY: kmalloc caches live as long as the domain.
+                let cache = unsafe { &*cache };
+                return match node {
+                    None => thread::alloc(cache),
+                    Some(n) => thread::alloc_node(cache, n),
+                };
+            }
+            return ptr::null_mut();
+        }
+        self.large_alloc(size, align, node)
+    }
+
+    #[cold]
+    fn large_alloc(&self, size: usize, align: usize, node: Option<NodeId>) -> *mut u8 {
+        if size > isize::MAX as usize || !align.is_power_of_two() || align > (1 << 30) {
+            return ptr::null_mut();
+        }
+        let start = node.unwrap_or_else(|| self.local_node());
+        let mut order = [NodeId::new(0); 64];
+        let n = self.fallback(start, &mut order);
+        for &nid in &order[..n] {
+            if !self.node_allocatable(nid) {
+                continue;
+            }
+            let real = self.topology().real_node(nid);
+            if let Ok(p) = LARGE.try_alloc(&self.pages, size, align, Some(real)) {
+                return p.as_ptr();
+            }
+        }
+        // No node could serve a bound mapping (e.g. every candidate was removed): unbound.
+        LARGE.alloc(&self.pages, size, align, None)
+    }
+
+    /// Frees memory from [`SlabDomain::kmalloc_layout`] (any domain's: the page map knows).
+    ///
+    /// # Safety
+    /// `p` is not used after this call; if it came from hotslab it is not freed yet.
+    #[inline]
+    pub unsafe fn kfree_checked(&self, p: *mut u8) -> Result<(), FreeError> {
+        // SAFETY: forwarded from the caller.
+        unsafe { kfree_any(&self.pages, p) }
+    }
+
+    /// Resizes `p` to `new_size` bytes keeping `align`; null (and `p` untouched) on failure.
+    ///
+    /// # Safety
+    /// `p` came from this domain's kmalloc and is live.
+    pub unsafe fn krealloc_layout(&self, p: *mut u8, align: usize, new_size: usize) -> *mut u8 {
+        let old_usable = match owner_of(p) {
+            Owner::Slab(s) => s.stride as usize,
+            Owner::Large => {
+                if class_for(new_size, align).is_none() && align <= mem::page_size() {
+                    // SAFETY: p is a live large object.
+                    return unsafe { LARGE.realloc(&self.pages, p, new_size) };
+                }
+                // SAFETY: p is a live large object.
+                unsafe { LARGE.usable_size(p) }.unwrap_or(0)
+            }
+            Owner::Foreign => return ptr::null_mut(),
+        };
+        if let (Owner::Slab(s), Some(c)) = (owner_of(p), class_for(new_size, align)) {
+            // Same class (or one class down, to avoid ping-pong): keep it in place.
+            if s.stride as usize == class_size(c) || (new_size <= s.stride as usize && new_size * 2 > s.stride as usize) {
+                return p;
+            }
+        }
+        let q = self.kmalloc_layout(new_size, align, None);
+        if q.is_null() {
+            return q;
+        }
+        // SAFETY: both blocks are live and distinct; copy the smaller size.
+        unsafe {
+            ptr::copy_nonoverlapping(p, q, old_usable.min(new_size));
+            let _ = kfree_any(&self.pages, p);
+        }
+        q
+    }
+}
+
+/// Frees a hotslab pointer of any domain.
+///
+/// # Safety
+/// As for [`SlabDomain::kfree_checked`].
+#[inline(always)]
+pub(crate) unsafe fn kfree_any(pages: &hotslab_numa::PageSource, p: *mut u8) -> Result<(), FreeError> {
+    match owner_of(p) {
+        Owner::Slab(s) => {
+            if !s.is_object_start(p) {
+                return Err(FreeError::Interior);
+            }
+            // SAFETY: s.cache lives as long as its domain; p is an object start of s.
+            unsafe { thread::free(&*s.cache, s, p) };
+            Ok(())
+        }
+        Owner::Large => {
+            // SAFETY: p is registered as a large object.
+            unsafe { LARGE.free(pages, p) }.map_err(|_| FreeError::Interior)
+        }
+        Owner::Foreign => Err(FreeError::Foreign),
+    }
+}
+
+/// Usable size of a hotslab allocation (`malloc_usable_size`), or `None` if not ours.
+pub fn usable_size(p: *mut u8) -> Option<usize> {
+    match owner_of(p) {
+        Owner::Slab(s) => s.is_object_start(p).then_some(s.stride as usize),
+        // SAFETY: the page map says p is a large object.
+        Owner::Large => unsafe { LARGE.usable_size(p) },
+        Owner::Foreign => None,
+    }
+}
+
+/// `kmalloc` on the default domain: `size` bytes, 8-byte aligned. Null on failure.
+pub fn kmalloc(size: usize) -> *mut u8 {
+    match crate::global::domain() {
+        Some(d) => d.kmalloc_layout(size, 8, None),
+        None => ptr::null_mut(),
+    }
+}
+
+/// `kmalloc_node` on the default domain.
+pub fn kmalloc_node(size: usize, node: NodeId) -> *mut u8 {
+    match crate::global::domain() {
+        Some(d) => d.kmalloc_layout(size, 8, Some(node)),
+        None => ptr::null_mut(),
+    }
+}
+
+/// `kfree`: frees a hotslab allocation (null is a no-op).
+///
+/// # Safety
+/// `p` is null or a live allocation from hotslab, not used afterwards.
+pub unsafe fn kfree(p: *mut u8) -> Result<(), FreeError> {
+    if p.is_null() {
+        return Ok(());
+    }
+    let Some(d) = crate::global::domain() else { return Err(FreeError::Foreign) };
+    // SAFETY: forwarded.
+    unsafe { d.kfree_checked(p) }
+}
+
+/// `krealloc` on the default domain (8-byte alignment).
+///
+/// # Safety
+/// `p` is null or a live allocation from hotslab's kmalloc.
+pub unsafe fn krealloc(p: *mut u8, new_size: usize) -> *mut u8 {
+    if p.is_null() {
+        return kmalloc(new_size);
+    }
+    match crate::global::domain() {
+        // SAFETY: forwarded.
+        Some(d) => unsafe { d.krealloc_layout(p, 8, new_size) },
+        None => ptr::null_mut(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classes_are_monotonic_and_tight() {
+        for i in 1..NCLASSES {
+            assert!(class_size(i) > class_size(i - 1));
+        }
+        assert_eq!(class_size(NCLASSES - 1), KMALLOC_MAX);
+        for size in 1..=KMALLOC_MAX {
+            let c = class_of(size).unwrap();
+            assert!(class_size(c) >= size, "size {size} class {c}");
+            if c > 0 {
+                assert!(class_size(c - 1) < size, "size {size} not in the smallest class");
+            }
+            // Waste under 25 % above the 8-byte steps.
+            if size > 64 {
+                assert!((class_size(c) - size) * 4 < class_size(c), "size {size}");
+            }
+        }
+        assert_eq!(class_of(KMALLOC_MAX + 1), None);
+        assert_eq!(class_of(0), Some(0));
+    }
+
+    #[test]
+    fn aligned_classes_give_aligned_objects() {
+        for align in [16, 32, 64, 128, 256, 512, 1024, 4096, 32768] {
+            for size in [1, 8, 24, 48, 100, 1000, 5000] {
+                if let Some(c) = class_for(size, align) {
+                    assert_eq!(class_size(c) % align, 0, "size {size} align {align}");
+                    assert!(class_size(c) >= size);
+                }
+            }
+        }
+        assert_eq!(class_for(10, 65536), None);
+    }
+
+    #[test]
+    fn names_match_sizes() {
+        for (i, n) in CLASS_NAMES.iter().enumerate() {
+            let s = class_size(i);
+            let expect = if s >= 1024 && s % 1024 == 0 { format!("kmalloc-{}k", s / 1024) } else { format!("kmalloc-{s}") };
+            assert_eq!(*n, expect);
+        }
+    }
+}

@@ -1,0 +1,303 @@
+//! The page map: a lock-free, process-wide map from any address to an opaque non-zero `usize` at
+//! `UNIT` (64 KiB) granularity, answering "is this pointer ours, and whose" without touching the memory at
+//! the address. It owns the radix table and its leaves only; what the values mean (slab or large-object
+//! descriptors, tagged) belongs to the callers, and it must not dereference them.
+//!
+//! Layout: a two-level radix over the low [`ADDR_BITS`] bits of the address space. The top level is a
+//! static array of `AtomicPtr` (all zero, so it lives in .bss and costs nothing until touched); each leaf is
+//! an array of `AtomicUsize` mapped from the OS on first use and installed with a CAS (the loser unmaps its
+//! own leaf). Leaves are never unmapped: a lock-free reader may hold a pointer to one at any time.
+
+use super::{os_map, os_unmap};
+use std::ptr;
+use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
+
+/// log2 of the page-map granularity.
+pub const UNIT_SHIFT: u32 = 16;
+/// Page-map granularity: 64 KiB. Slab spans and large objects are aligned to it so that one unit never
+/// belongs to two owners.
+pub const UNIT: usize = 1 << UNIT_SHIFT;
+/// Bits of address space covered (user space on x86-64 and aarch64 with 4-level page tables is 47/48 bits).
+/// Any address at or above `1 << ADDR_BITS` maps to 0.
+pub const ADDR_BITS: u32 = 48;
+
+const INDEX_BITS: u32 = ADDR_BITS - UNIT_SHIFT;
+const LEAF_BITS: u32 = 16;
+const TOP_BITS: u32 = INDEX_BITS - LEAF_BITS;
+const LEAF_LEN: usize = 1 << LEAF_BITS;
+const TOP_LEN: usize = 1 << TOP_BITS;
+/// Bytes of one leaf (each covers `LEAF_LEN * UNIT` = 4 GiB of address space).
+pub const LEAF_BYTES: usize = LEAF_LEN * std::mem::size_of::<AtomicUsize>();
+/// Alignment requested for leaves (a page is enough; entries are word-aligned).
+const LEAF_ALIGN: usize = 4096;
+
+type Leaf = AtomicUsize;
+
+static TOP: [AtomicPtr<Leaf>; TOP_LEN] = [const { AtomicPtr::new(ptr::null_mut()) }; TOP_LEN];
+static LEAVES: AtomicUsize = AtomicUsize::new(0);
+
+/// Splits an address into (top index, leaf index); `None` above the covered range.
+#[cfg(test)]
+#[inline]
+fn split(addr: usize) -> Option<(usize, usize)> {
+    let idx = addr >> UNIT_SHIFT;
+    let top = idx >> LEAF_BITS;
+    if top >= TOP_LEN {
+        return None;
+    }
+    Some((top, idx & (LEAF_LEN - 1)))
+}
+
+/// Looks up the value registered for the unit containing `addr`; 0 means "not ours". Never touches the
+/// memory at `addr`; any address (null, `usize::MAX`, a stack address) is fine.
+///
+/// Two dependent loads: the leaf pointer, then the entry.
+///
+/// ```
+/// use hotslab::mem::pagemap;
+/// let x = 5u64;
+/// assert_eq!(pagemap::get(&x as *const u64 as usize), 0);
+/// assert_eq!(pagemap::get(usize::MAX), 0);
+/// ```
+#[inline]
+pub fn get(addr: usize) -> usize {
+    let unit = addr >> UNIT_SHIFT;
+    // Out of the covered range: `get` fails the bounds check and we answer 0 (no panic path).
+    let Some(slot) = TOP.get(unit >> LEAF_BITS) else {
+        return 0;
+    };
+    // Acquire pairs with the Release of the installing CAS: the leaf's (zeroed) contents are visible.
+    let leaf = slot.load(Ordering::Acquire);
+    if leaf.is_null() {
+        return 0;
+    }
+    // SAFETY: a non-null top entry points to a live leaf of LEAF_LEN entries that is never unmapped, and
+    // the masked index is < LEAF_LEN.
+    let entry = unsafe { &*leaf.add(unit & (LEAF_LEN - 1)) };
+    // Acquire pairs with the Release store in `set`: whatever the caller initialised before registering the
+    // value (a descriptor) is visible to whoever reads the value. On x86-64 both are plain loads.
+    entry.load(Ordering::Acquire)
+}
+
+/// Returns the leaf for `top`, mapping and installing it if needed. Null if the OS refused memory.
+fn leaf_or_install(top: usize) -> *mut Leaf {
+    let Some(slot) = TOP.get(top) else {
+        return ptr::null_mut();
+    };
+    let cur = slot.load(Ordering::Acquire);
+    if !cur.is_null() {
+        return cur;
+    }
+    let fresh = os_map(LEAF_BYTES, LEAF_ALIGN).cast::<Leaf>();
+    if fresh.is_null() {
+        return ptr::null_mut();
+    }
+    // Release publishes the zeroed leaf; Acquire on failure to see the winner's leaf.
+    match slot.compare_exchange(
+        ptr::null_mut(),
+        fresh,
+        Ordering::AcqRel,
+        Ordering::Acquire,
+    ) {
+        Ok(_) => {
+            LEAVES.fetch_add(1, Ordering::Relaxed);
+            fresh
+        }
+        Err(winner) => {
+            // SAFETY: `fresh` was never published, so nobody else can refer to it.
+            unsafe { os_unmap(fresh.cast(), LEAF_BYTES, LEAF_ALIGN) };
+            winner
+        }
+    }
+}
+
+/// Range of units [first, first + units) as (first unit index, count), `None` if empty, overflowing or
+/// (partly) outside the covered address space.
+fn unit_range(addr: usize, units: usize) -> Option<(usize, usize)> {
+    let first = addr >> UNIT_SHIFT;
+    let end = first.checked_add(units)?;
+    if units == 0 || end > (TOP_LEN << LEAF_BITS) {
+        return None;
+    }
+    Some((first, units))
+}
+
+#[inline]
+fn entry(unit: usize) -> Option<&'static AtomicUsize> {
+    let top = unit >> LEAF_BITS;
+    let leaf = TOP.get(top)?.load(Ordering::Acquire);
+    if leaf.is_null() {
+        return None;
+    }
+    // SAFETY: installed leaves are live forever and have LEAF_LEN entries; the index is masked below that.
+    Some(unsafe { &*leaf.add(unit & (LEAF_LEN - 1)) })
+}
+
+/// Registers `value` for the `units` units starting at the unit containing `addr` (normally `addr` is
+/// UNIT-aligned). `value` must be non-zero (0 means "not ours"; storing it is the same as [`clear`]).
+///
+/// Returns false, with nothing set, if the range is empty, leaves the covered address space, or a leaf
+/// could not be mapped. The caller must own the range (two owners of one unit would overwrite each other).
+pub fn set(addr: usize, units: usize, value: usize) -> bool {
+    let Some((first, n)) = unit_range(addr, units) else {
+        return false;
+    };
+    let last = first + n - 1;
+    // Pass 1: make sure every leaf exists, so a failure leaves nothing half-registered.
+    for top in (first >> LEAF_BITS)..=(last >> LEAF_BITS) {
+        if leaf_or_install(top).is_null() {
+            return false;
+        }
+    }
+    // Pass 2: store. Release: everything the caller wrote before `set` (the descriptor behind `value`)
+    // happens-before any `get` that observes the value.
+    for unit in first..=last {
+        if let Some(e) = entry(unit) {
+            e.store(value, Ordering::Release);
+        }
+    }
+    true
+}
+
+/// Clears the `units` units starting at the unit containing `addr`. Units in never-installed leaves, or
+/// outside the covered space, are already clear.
+pub fn clear(addr: usize, units: usize) {
+    let first = addr >> UNIT_SHIFT;
+    let end = first.saturating_add(units).min(TOP_LEN << LEAF_BITS);
+    for unit in first..end {
+        if let Some(e) = entry(unit) {
+            // Release: the owner's last writes to the descriptor happen-before a reader that sees 0 (and then
+            // does not use it). Freeing the descriptor is the caller's business, after `clear`.
+            e.store(0, Ordering::Release);
+        }
+    }
+}
+
+/// Bytes mapped for page-map leaves (never returned; the top level is a static).
+pub fn mapped_bytes() -> usize {
+    LEAVES.load(Ordering::Relaxed) * LEAF_BYTES
+}
+
+/// Number of installed leaves.
+pub fn leaves() -> usize {
+    LEAVES.load(Ordering::Relaxed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Synthetic addresses far from where Linux places heaps, stacks and mmaps (0x55.. and 0x7f..), so they
+    // never collide with real registrations made by other tests in the same process.
+    const BASE: usize = 0x2000_0000_0000;
+    const LEAF_SPAN: usize = LEAF_LEN * UNIT;
+
+    #[test]
+    fn set_get_clear_within_a_leaf() {
+        let a = BASE + 17 * UNIT;
+        assert!(set(a, 3, 0x1230));
+        assert_eq!(get(a), 0x1230);
+        assert_eq!(get(a + UNIT - 1), 0x1230);
+        assert_eq!(get(a + 2 * UNIT + 5), 0x1230);
+        assert_eq!(get(a + 3 * UNIT), 0);
+        assert_eq!(get(a - 1), 0);
+        clear(a, 3);
+        assert_eq!(get(a), 0);
+        assert_eq!(get(a + 2 * UNIT), 0);
+    }
+
+    #[test]
+    fn set_across_a_leaf_boundary() {
+        let boundary = BASE + 8 * LEAF_SPAN;
+        let a = boundary - 2 * UNIT;
+        assert!(set(a, 4, 0x4440));
+        for i in 0..4 {
+            assert_eq!(get(a + i * UNIT), 0x4440, "unit {i}");
+        }
+        assert_eq!(get(a + 4 * UNIT), 0);
+        assert_ne!(split(a).unwrap().0, split(a + 3 * UNIT).unwrap().0);
+        clear(a, 4);
+        for i in 0..4 {
+            assert_eq!(get(a + i * UNIT), 0);
+        }
+    }
+
+    #[test]
+    fn top_of_the_address_space() {
+        let top_unit = (1usize << ADDR_BITS) - UNIT;
+        assert!(set(top_unit, 1, 0x7770));
+        assert_eq!(get(top_unit), 0x7770);
+        assert_eq!(get((1 << ADDR_BITS) - 1), 0x7770);
+        assert_eq!(get(1 << ADDR_BITS), 0);
+        // Ranges reaching past the covered space are refused whole.
+        assert!(!set(top_unit, 2, 0x8880));
+        assert_eq!(get(top_unit), 0x7770);
+        assert!(!set(1 << ADDR_BITS, 1, 0x8880));
+        assert!(!set(usize::MAX - UNIT, 1, 0x8880));
+        assert!(!set(BASE, 0, 0x8880));
+        assert!(!set(BASE, usize::MAX, 0x8880));
+        clear(top_unit, 5);
+        assert_eq!(get(top_unit), 0);
+    }
+
+    #[test]
+    fn foreign_addresses_map_to_zero() {
+        let on_stack = 7u32;
+        let boxed = Box::new(11u64);
+        assert_eq!(get(&on_stack as *const u32 as usize), 0);
+        assert_eq!(get(&*boxed as *const u64 as usize), 0);
+        assert_eq!(get(0), 0);
+        assert_eq!(get(usize::MAX), 0);
+        assert_eq!(get(1 << 63), 0);
+        // A leaf that was never installed (a region no test or allocation uses).
+        let untouched = BASE + 40 * LEAF_SPAN;
+        assert!(TOP[split(untouched).unwrap().0]
+            .load(Ordering::Relaxed)
+            .is_null());
+        assert_eq!(get(untouched), 0);
+        clear(untouched, 10);
+        assert!(TOP[split(untouched).unwrap().0]
+            .load(Ordering::Relaxed)
+            .is_null());
+    }
+
+    #[test]
+    fn leaves_are_counted() {
+        let a = BASE + 20 * LEAF_SPAN;
+        assert!(set(a, 1, 0x10));
+        assert!(leaves() >= 1);
+        assert_eq!(mapped_bytes(), leaves() * LEAF_BYTES);
+        clear(a, 1);
+    }
+
+    #[test]
+    fn concurrent_set_get_on_different_ranges() {
+        let threads = if cfg!(miri) { 3 } else { 8 };
+        let per = if cfg!(miri) { 16 } else { 4096 };
+        // All threads race to install the same two leaves (ranges interleave around a leaf boundary).
+        let boundary = BASE + 30 * LEAF_SPAN;
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                std::thread::spawn(move || {
+                    for i in 0..per {
+                        let unit = (i * threads + t) as isize - (per * threads / 2) as isize;
+                        let addr = (boundary as isize + unit * UNIT as isize) as usize;
+                        let value = ((t + 1) << 32) | (i << 3);
+                        assert!(set(addr, 1, value));
+                        assert_eq!(get(addr), value);
+                    }
+                    for i in 0..per {
+                        let unit = (i * threads + t) as isize - (per * threads / 2) as isize;
+                        let addr = (boundary as isize + unit * UNIT as isize) as usize;
+                        assert_eq!(get(addr + 100), ((t + 1) << 32) | (i << 3));
+                        clear(addr, 1);
+                        assert_eq!(get(addr), 0);
+                    }
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+    }
+}

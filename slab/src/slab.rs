@@ -1,0 +1,345 @@
+//! One slab: a span of arena UNITs carved into equal objects, with its private freelist, its
+//! remote (cross-thread) free list and its owner state. The descriptor lives in metadata memory,
+//! never in front of the objects. This file owns the object layout inside a span and the freelist
+//! encoding; it does not know about lists, nodes or threads beyond the `owner` word.
+
+use core::cell::Cell;
+use core::ptr;
+
+use hotslab_numa::NodeId;
+
+use crate::cache::CacheInner;
+use crate::node::NodePart;
+use crate::sync::{AtomicUsize, Ordering};
+
+/// Bits of a remote-list word that hold the pointer (user-space addresses fit in 47 bits).
+const REMOTE_PTR_BITS: u32 = 48;
+const REMOTE_PTR_MASK: usize = (1 << REMOTE_PTR_BITS) - 1;
+
+/// Where a resting slab sits in its part (under the part's list lock).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum ListKind {
+    /// Owned by a thread cache (on the part's `owned` list).
+    Owned,
+    /// Resting with free objects.
+    Partial,
+    /// Resting with no private free object (remote frees may have arrived since).
+    Full,
+    /// Resting with every object free.
+    Empty,
+}
+
+/// A slab descriptor.
+///
+/// Field ownership: immutable fields are set before the slab is published; `free`,
+/// `free_count` and `bump` belong to the owner (the owning thread cache, or the holder of the
+/// part's list lock while the slab rests); `remote` and `owner` are shared atomics; the list
+/// links belong to the part's list lock.
+pub(crate) struct Slab {
+    // ---- owner-private --------------------------------------------------------------------
+    /// Head of the private freelist (object addresses; next pointer at `freeptr_off`).
+    pub free: Cell<*mut u8>,
+    /// Objects on the private freelist.
+    pub free_count: Cell<u32>,
+    /// Index of the first never-used object (objects at and after it are free and uncarved).
+    pub bump: Cell<u32>,
+    // ---- shared ---------------------------------------------------------------------------
+    /// Cross-thread frees: a packed (head pointer, count) word; push-only plus take-all, so ABA
+    /// cannot arise.
+    pub remote: AtomicUsize,
+    /// Address of the owning `ThreadCache`, or 0 while the slab rests in its part.
+    pub owner: AtomicUsize,
+    // ---- immutable ------------------------------------------------------------------------
+    pub base: *mut u8,
+    pub units: u32,
+    pub capacity: u32,
+    pub stride: u32,
+    pub freeptr_off: u32,
+    pub node: NodeId,
+    pub cache: *const CacheInner,
+    pub part: *const NodePart,
+    // ---- part list links --------------------------------------------------------------------
+    pub prev: Cell<*mut Slab>,
+    pub next: Cell<*mut Slab>,
+    pub list: Cell<ListKind>,
+}
+
+// SAFETY: the Cell fields are only touched by the slab's current owner (see the field docs);
+// ownership moves between threads only through the part's list lock or the revocation protocol,
+// both of which are release/acquire edges.
+unsafe impl Send for Slab {}
+// SAFETY: as for Send: shared access goes through the atomics, the rest is owner-only.
+unsafe impl Sync for Slab {}
+
+impl Slab {
+    /// A descriptor for a fresh span: nothing carved yet, nothing free on any list.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        base: *mut u8,
+        units: u32,
+        capacity: u32,
+        stride: u32,
+        freeptr_off: u32,
+        node: NodeId,
+        cache: *const CacheInner,
+        part: *const NodePart,
+    ) -> Slab {
+        Slab {
+            free: Cell::new(ptr::null_mut()),
+            free_count: Cell::new(0),
+            bump: Cell::new(0),
+            remote: AtomicUsize::new(0),
+            owner: AtomicUsize::new(0),
+            base,
+            units,
+            capacity,
+            stride,
+            freeptr_off,
+            node,
+            cache,
+            part,
+            prev: Cell::new(ptr::null_mut()),
+            next: Cell::new(ptr::null_mut()),
+            list: Cell::new(ListKind::Empty),
+        }
+    }
+
+    /// Reads the free pointer stored in a free object.
+    ///
+    /// # Safety
+    /// `obj` must be a free object of this slab (its free-pointer word is ours).
+    #[inline(always)]
+    pub unsafe fn get_fp(&self, obj: *mut u8) -> *mut u8 {
+        // SAFETY: caller guarantees obj is a free object of this slab; the word at freeptr_off
+        // is inside the object's stride and 8-byte aligned (stride and offset are multiples of 8).
+        unsafe { obj.add(self.freeptr_off as usize).cast::<*mut u8>().read() }
+    }
+
+    /// Stores the free pointer in a free object.
+    ///
+    /// # Safety
+    /// As for [`Slab::get_fp`].
+    #[inline(always)]
+    pub unsafe fn set_fp(&self, obj: *mut u8, next: *mut u8) {
+        // SAFETY: as in get_fp.
+        unsafe { obj.add(self.freeptr_off as usize).cast::<*mut u8>().write(next) }
+    }
+
+    /// Objects free in this slab right now as seen by the owner: private + uncarved + remote.
+    pub fn free_objects(&self) -> u32 {
+        self.free_count.get() + (self.capacity - self.bump.get()) + remote_count(self.remote.load(Ordering::Acquire))
+    }
+
+    /// Objects handed out and not yet freed (owner's view).
+    pub fn in_use(&self) -> u32 {
+        self.capacity - self.free_objects()
+    }
+
+    /// Whether `p` is the address of an object slot of this slab (not interior, inside the span).
+    pub fn is_object_start(&self, p: *mut u8) -> bool {
+        let off = (p as usize).wrapping_sub(self.base as usize);
+        off < (self.capacity as usize) * (self.stride as usize) && off % self.stride as usize == 0
+    }
+
+    /// Owner only: carves up to `n` never-used objects onto the private freelist, running the
+    /// constructor on each. Returns how many were carved.
+    ///
+    /// # Safety
+    /// The caller owns the slab.
+    pub unsafe fn carve(&self, n: u32, ctor: Option<fn(*mut u8)>) -> u32 {
+        let start = self.bump.get();
+        let end = core::cmp::min(self.capacity, start.saturating_add(n));
+        // Push in reverse so the freelist hands objects out in address order.
+        let mut i = end;
+        while i > start {
+            i -= 1;
+            // SAFETY: i < capacity, so the slot lies inside the span that this slab owns.
+            let obj = unsafe { self.base.add(i as usize * self.stride as usize) };
+            if let Some(c) = ctor {
+                c(obj);
+            }
+            // SAFETY: the object is uncarved, hence free and ours.
+            unsafe { self.set_fp(obj, self.free.get()) };
+            self.free.set(obj);
+        }
+        self.bump.set(end);
+        self.free_count.set(self.free_count.get() + (end - start));
+        end - start
+    }
+
+    /// Owner only: pops one object from the private freelist.
+    ///
+    /// # Safety
+    /// The caller owns the slab.
+    #[inline(always)]
+    pub unsafe fn pop(&self) -> *mut u8 {
+        let obj = self.free.get();
+        if !obj.is_null() {
+            // SAFETY: obj heads our private freelist, so it is a free object of this slab.
+            self.free.set(unsafe { self.get_fp(obj) });
+            self.free_count.set(self.free_count.get() - 1);
+        }
+        obj
+    }
+
+    /// Owner only: pushes a freed object onto the private freelist.
+    ///
+    /// # Safety
+    /// The caller owns the slab and `obj` is an allocated object of it, now freed.
+    #[inline(always)]
+    pub unsafe fn push(&self, obj: *mut u8) {
+        // SAFETY: obj is ours and free now.
+        unsafe { self.set_fp(obj, self.free.get()) };
+        self.free.set(obj);
+        self.free_count.set(self.free_count.get() + 1);
+    }
+
+    /// Any thread: pushes a freed object onto the remote list (one CAS loop; the last access to
+    /// the slab, so the slab may be reclaimed as soon as it returns).
+    ///
+    /// # Safety
+    /// `obj` is an allocated object of this slab, now freed by the caller.
+    pub unsafe fn push_remote(&self, obj: *mut u8) {
+        let mut old = self.remote.load(Ordering::Relaxed);
+        loop {
+            let head = (old & REMOTE_PTR_MASK) as *mut u8;
+            let count = old >> REMOTE_PTR_BITS;
+            // SAFETY: obj is free and belongs to the caller until the CAS publishes it.
+            unsafe { self.set_fp(obj, head) };
+            let new = (obj as usize) | ((count + 1) << REMOTE_PTR_BITS);
+            match self.remote.compare_exchange_weak(old, new, Ordering::Release, Ordering::Relaxed) {
+                Ok(_) => return,
+                Err(cur) => old = cur,
+            }
+        }
+    }
+
+    /// Owner only: moves the whole remote list onto the private freelist. Returns how many
+    /// objects arrived.
+    ///
+    /// # Safety
+    /// The caller owns the slab.
+    pub unsafe fn collect_remote(&self) -> u32 {
+        if self.remote.load(Ordering::Relaxed) == 0 {
+            return 0;
+        }
+        let word = self.remote.swap(0, Ordering::Acquire);
+        let mut obj = (word & REMOTE_PTR_MASK) as *mut u8;
+        let count = remote_count(word);
+        if self.free.get().is_null() {
+            self.free.set(obj);
+        } else {
+            // Splice: walk to the tail of the remote chain (it is usually short).
+            let mut n = 0;
+            while !obj.is_null() {
+                // SAFETY: every object on the remote chain is a free object of this slab.
+                let next = unsafe { self.get_fp(obj) };
+                // SAFETY: as above; we own the object now that the list is taken.
+                unsafe { self.push_raw(obj) };
+                obj = next;
+                n += 1;
+            }
+            debug_assert_eq!(n, count);
+            return count;
+        }
+        self.free_count.set(self.free_count.get() + count);
+        count
+    }
+
+    /// Pushes without touching the count (used by the splice above, which counts once).
+    ///
+    /// # Safety
+    /// As for [`Slab::push`].
+    unsafe fn push_raw(&self, obj: *mut u8) {
+        // SAFETY: as for push.
+        unsafe { self.set_fp(obj, self.free.get()) };
+        self.free.set(obj);
+        self.free_count.set(self.free_count.get() + 1);
+    }
+}
+
+/// The count half of a packed remote word.
+#[inline]
+pub(crate) fn remote_count(word: usize) -> u32 {
+    (word >> REMOTE_PTR_BITS) as u32
+}
+
+/// Geometry of a cache's slabs: how many UNITs a slab spans and how many objects fit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct SlabGeometry {
+    pub units: u32,
+    pub capacity: u32,
+}
+
+/// Minimum objects a slab should hold; above it, larger objects get multi-unit slabs.
+const MIN_OBJECTS: usize = 8;
+/// Largest slab, in UNITs.
+pub(crate) const MAX_SLAB_UNITS: usize = 16;
+
+/// Chooses the slab span for a stride: the smallest number of UNITs holding at least
+/// [`MIN_OBJECTS`] objects, capped at [`MAX_SLAB_UNITS`]. `None` if not even one object fits.
+pub(crate) fn geometry(stride: usize) -> Option<SlabGeometry> {
+    let unit = crate::mem::pagemap::UNIT;
+    let mut units = 1;
+    while units < MAX_SLAB_UNITS && units * unit / stride < MIN_OBJECTS {
+        units += 1;
+    }
+    let capacity = units * unit / stride;
+    if capacity == 0 || capacity > u16::MAX as usize {
+        return None;
+    }
+    Some(SlabGeometry { units: units as u32, capacity: capacity as u32 })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn geometry_picks_small_spans_for_small_objects() {
+        let g = geometry(64).unwrap();
+        assert_eq!(g.units, 1);
+        assert_eq!(g.capacity, 1024);
+        let g = geometry(32 * 1024).unwrap();
+        assert_eq!(g.units, 4);
+        assert_eq!(g.capacity, 8);
+        let g = geometry(8).unwrap();
+        assert_eq!(g.capacity, 8192);
+        assert!(geometry(2 << 20).is_none());
+    }
+
+    #[test]
+    fn freelists_push_pop_and_remote_round_trip() {
+        // A fake span in ordinary memory: the freelist logic does not care where it lives.
+        let mut buf = vec![0u64; 64]; // 512 bytes, 8-byte aligned
+        let base = buf.as_mut_ptr().cast::<u8>();
+        let s = Slab::new(base, 1, 8, 64, 0, NodeId::new(0), ptr::null(), ptr::null());
+        // SAFETY: the test owns the slab and the buffer outlives it.
+        unsafe {
+            assert_eq!(s.carve(3, None), 3);
+            assert_eq!(s.free_objects(), 8);
+            let a = s.pop();
+            let b = s.pop();
+            assert_eq!(a, base);
+            assert_eq!(b, base.add(64));
+            assert_eq!(s.in_use(), 2);
+            s.push_remote(a);
+            assert_eq!(s.in_use(), 1);
+            s.push(b);
+            assert_eq!(s.collect_remote(), 1);
+            assert_eq!(s.in_use(), 0);
+            assert_eq!(s.free_count.get(), 3);
+            let mut seen = [false; 8];
+            while let Some(p) = Some(s.pop()).filter(|p| !p.is_null()) {
+                let i = (p as usize - base as usize) / 64;
+                assert!(!seen[i], "object {i} handed out twice");
+                seen[i] = true;
+            }
+            assert_eq!(seen.iter().filter(|x| **x).count(), 3);
+        }
+        assert!(s.is_object_start(base));
+        // SAFETY: in-bounds pointer arithmetic on the test buffer.
+        assert!(!s.is_object_start(unsafe { base.add(8) }));
+        drop(buf);
+    }
+}
