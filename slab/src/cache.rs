@@ -650,7 +650,7 @@ impl KmemCache {
             return Err(CacheError::InteriorPointer(p as usize));
         }
         // SAFETY: p is an object start of a slab of this cache; the caller hands it back.
-        unsafe { thread::free(c, s, p) };
+        unsafe { thread::free(s, p) };
         Ok(())
     }
 

@@ -7,7 +7,7 @@ use core::alloc::{GlobalAlloc, Layout};
 use core::cell::UnsafeCell;
 use core::mem::MaybeUninit;
 use core::ptr;
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicU8, AtomicUsize, Ordering};
 
 use hotslab_hotplug::{HotplugDomain, LockKind, NodeStateSnapshot};
 use hotslab_numa::Topology;
@@ -32,6 +32,11 @@ unsafe impl<T> Sync for Slot<T> {}
 static TOPOLOGY: Slot<Topology> = Slot(UnsafeCell::new(MaybeUninit::uninit()));
 static HOTPLUG: Slot<HotplugDomain> = Slot(UnsafeCell::new(MaybeUninit::uninit()));
 static DOMAIN: Slot<SlabDomain> = Slot(UnsafeCell::new(MaybeUninit::uninit()));
+
+/// The default domain's kmalloc caches, by class: the allocation fast path reads these directly
+/// (null until the domain is built, which sends the first call down the slow path).
+pub(crate) static KMALLOC: [AtomicPtr<crate::cache::CacheInner>; crate::kmalloc::NCLASSES] =
+    [const { AtomicPtr::new(ptr::null_mut()) }; crate::kmalloc::NCLASSES];
 
 /// Bootstrap arena for allocations made while the domain is being built (by this thread).
 const BOOT_SIZE: usize = 64 * 1024;
@@ -97,7 +102,13 @@ fn build() -> bool {
         let Ok(d) = SlabDomain::build_static(topo, hp, DomainConfig::default()) else { return false };
         (*DOMAIN.0.get()).write(d);
         let d: &'static SlabDomain = (*DOMAIN.0.get()).assume_init_ref();
-        d.finish_static().is_ok()
+        if d.finish_static().is_err() {
+            return false;
+        }
+        for (slot, c) in KMALLOC.iter().zip(d.kmalloc.iter()) {
+            slot.store(c.load(crate::sync::Ordering::Acquire), Ordering::Release);
+        }
+        true
     }
 }
 
@@ -161,6 +172,31 @@ impl Default for SlabAlloc {
     }
 }
 
+/// First use (builds the domain), bootstrap, and large objects.
+#[cold]
+fn alloc_slow(layout: Layout) -> *mut u8 {
+    match domain() {
+        Some(d) => d.kmalloc_layout(layout.size(), layout.align(), None),
+        None => boot_alloc(layout),
+    }
+}
+
+/// Large objects, bootstrap blocks, and bad pointers.
+#[cold]
+unsafe fn dealloc_slow(p: *mut u8) {
+    if in_boot(p) {
+        return; // the bootstrap arena is never reused
+    }
+    let pages = match domain() {
+        Some(d) => d.page_source(),
+        None => return,
+    };
+    // SAFETY: the GlobalAlloc contract: p is live and ours.
+    if let Err(e) = unsafe { kfree_any(pages, p) } {
+        bad_free(p, e);
+    }
+}
+
 #[cold]
 fn bad_free(p: *mut u8, why: FreeError) -> ! {
     let msg: &[u8] = match why {
@@ -180,10 +216,14 @@ fn bad_free(p: *mut u8, why: FreeError) -> ! {
 unsafe impl GlobalAlloc for SlabAlloc {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        match domain() {
-            Some(d) => d.kmalloc_layout(layout.size(), layout.align(), None),
-            None => boot_alloc(layout),
+        if let Some(c) = crate::kmalloc::class_for(layout.size(), layout.align()) {
+            let cache = KMALLOC[c].load(Ordering::Acquire);
+            if !cache.is_null() {
+                // SAFETY: the default domain's caches live for the whole process.
+                return crate::thread::alloc(unsafe { &*cache });
+            }
         }
+        alloc_slow(layout)
     }
 
     #[inline]
@@ -202,17 +242,17 @@ unsafe impl GlobalAlloc for SlabAlloc {
 
     #[inline]
     unsafe fn dealloc(&self, p: *mut u8, _layout: Layout) {
-        if in_boot(p) {
-            return; // the bootstrap arena is never reused
+        // Fast path: a slab object (the page map answers without touching p's memory).
+        if let crate::kmalloc::Owner::Slab(s) = crate::kmalloc::owner_of(p) {
+            if s.is_object_start(p) {
+                // SAFETY: p is an object start of a registered slab; the GlobalAlloc contract
+                // says it is live and handed back to us. Cache metadata outlives its slabs.
+                unsafe { crate::thread::free(s, p) };
+                return;
+            }
         }
-        let pages = match domain() {
-            Some(d) => d.page_source(),
-            None => return,
-        };
-        // SAFETY: the GlobalAlloc contract: p is live and ours.
-        if let Err(e) = unsafe { kfree_any(pages, p) } {
-            bad_free(p, e);
-        }
+        // SAFETY: forwarded contract.
+        unsafe { dealloc_slow(p) }
     }
 
     #[inline]

@@ -216,7 +216,7 @@ pub(crate) unsafe fn kfree_any(pages: &hotslab_numa::PageSource, p: *mut u8) -> 
                 return Err(FreeError::Interior);
             }
             // SAFETY: s.cache lives as long as its domain; p is an object start of s.
-            unsafe { thread::free(&*s.cache, s, p) };
+            unsafe { thread::free(s, p) };
             Ok(())
         }
         Owner::Large => {

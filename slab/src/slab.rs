@@ -10,7 +10,11 @@ use hotslab_numa::NodeId;
 
 use crate::cache::CacheInner;
 use crate::node::NodePart;
-use crate::sync::{AtomicUsize, Ordering};
+use crate::sync::{AtomicPtr, AtomicUsize, Ordering};
+use crate::thread::ThreadCache;
+
+/// Fixed-point shift of `Slab::recip`.
+const RECIP_SHIFT: u32 = 40;
 
 /// Bits of a remote-list word that hold the pointer (user-space addresses fit in 47 bits).
 const REMOTE_PTR_BITS: u32 = 48;
@@ -55,8 +59,12 @@ pub(crate) struct Slab {
     pub capacity: u32,
     pub stride: u32,
     pub freeptr_off: u32,
+    /// ceil(2^40 / stride): object index by multiplication instead of division.
+    pub recip: u64,
     pub node: NodeId,
     pub cache: *const CacheInner,
+    /// The cache's thread-cache table (copied here to save a load on the free path).
+    pub tcs: *const AtomicPtr<ThreadCache>,
     pub part: *const NodePart,
     // ---- part list links --------------------------------------------------------------------
     pub prev: Cell<*mut Slab>,
@@ -95,8 +103,11 @@ impl Slab {
             capacity,
             stride,
             freeptr_off,
+            recip: ((1u64 << RECIP_SHIFT) + stride as u64 - 1) / stride as u64,
             node,
             cache,
+            // SAFETY: a non-null cache pointer names live cache metadata (tests pass null).
+            tcs: if cache.is_null() { ptr::null() } else { unsafe { (*cache).tcs } },
             part,
             prev: Cell::new(ptr::null_mut()),
             next: Cell::new(ptr::null_mut()),
@@ -125,6 +136,13 @@ impl Slab {
         unsafe { obj.add(self.freeptr_off as usize).cast::<*mut u8>().write(next) }
     }
 
+    /// The calling thread's cache of this slab's cache (null if it has none yet).
+    #[inline(always)]
+    pub fn tc(&self, slot: usize) -> *mut ThreadCache {
+        // SAFETY: slot < MAX_SLOTS and tcs has MAX_SLOTS entries for the life of the cache.
+        unsafe { (*self.tcs.add(slot)).load(Ordering::Acquire) }
+    }
+
     /// Objects free in this slab right now as seen by the owner: private + uncarved + remote.
     pub fn free_objects(&self) -> u32 {
         self.free_count.get() + (self.capacity - self.bump.get()) + remote_count(self.remote.load(Ordering::Acquire))
@@ -136,9 +154,18 @@ impl Slab {
     }
 
     /// Whether `p` is the address of an object slot of this slab (not interior, inside the span).
+    ///
+    /// Division-free: with `off < 2^20` (a slab spans at most 1 MiB) and `stride <= 2^18`, the
+    /// error of the reciprocal is below 2^-20 while a non-integer quotient is at least 2^-18 away
+    /// from the next integer, so `(off * recip) >> 40` is exactly `off / stride`.
+    #[inline(always)]
     pub fn is_object_start(&self, p: *mut u8) -> bool {
-        let off = (p as usize).wrapping_sub(self.base as usize);
-        off < (self.capacity as usize) * (self.stride as usize) && off % self.stride as usize == 0
+        let off = (p as usize).wrapping_sub(self.base as usize) as u64;
+        if off >= (1 << 20) {
+            return false;
+        }
+        let idx = (off * self.recip) >> RECIP_SHIFT;
+        idx < self.capacity as u64 && idx * self.stride as u64 == off
     }
 
     /// Owner only: carves up to `n` never-used objects onto the private freelist, running the
@@ -296,6 +323,24 @@ mod tests {
     use super::*;
 
     #[test]
+    fn reciprocal_object_index_is_exact() {
+        for stride in (8..=4096).step_by(8).chain([5120, 6144, 7168, 8192, 10240, 12288, 14336, 16384, 20480, 24576, 28672, 32768, 262144]) {
+            let g = geometry(stride).unwrap();
+            let s = Slab::new(core::ptr::null_mut(), g.units, g.capacity, stride as u32, 0, NodeId::new(0), ptr::null(), ptr::null());
+            let span = g.units as usize * crate::mem::UNIT;
+            let mut off = 0;
+            while off < span {
+                for d in [0usize, 1, stride - 1] {
+                    let o = off + d;
+                    let want = o % stride == 0 && o / stride < g.capacity as usize;
+                    assert_eq!(s.is_object_start(o as *mut u8), want, "stride {stride} offset {o}");
+                }
+                off += stride;
+            }
+        }
+    }
+
+    #[test]
     fn geometry_picks_small_spans_for_small_objects() {
         let g = geometry(64).unwrap();
         assert_eq!(g.units, 1);
@@ -338,6 +383,10 @@ mod tests {
             assert_eq!(seen.iter().filter(|x| **x).count(), 3);
         }
         assert!(s.is_object_start(base));
+        // SAFETY: in-bounds pointer arithmetic on the test buffer.
+        assert!(s.is_object_start(unsafe { base.add(7 * 64) }));
+        // SAFETY: one past the last object: inside the buffer, outside the slab's objects.
+        assert!(!s.is_object_start(unsafe { base.add(8 * 64) }));
         // SAFETY: in-bounds pointer arithmetic on the test buffer.
         assert!(!s.is_object_start(unsafe { base.add(8) }));
         drop(buf);

@@ -69,13 +69,16 @@ impl ThreadCache {
 
 // ---- thread slots -------------------------------------------------------------------------
 
-/// Slot state in TLS: 0 = not assigned yet, `NO_SLOT` = none (table full, or thread exiting),
-/// otherwise slot + 1.
-const NO_SLOT: u32 = u32::MAX;
+/// Slot state in TLS: the slot itself when below `MAX_SLOTS`; `UNASSIGNED` before the first
+/// use; `NO_SLOT` when there is none (table full, or thread exiting). One compare on the fast path.
+#[cfg_attr(loom, allow(dead_code))]
+const UNASSIGNED: u32 = u32::MAX;
+#[cfg_attr(loom, allow(dead_code))]
+const NO_SLOT: u32 = u32::MAX - 1;
 
 #[cfg(not(loom))]
 mod slots {
-    use super::{MAX_SLOTS, NO_SLOT};
+    use super::{MAX_SLOTS, NO_SLOT, UNASSIGNED};
     use core::cell::Cell;
     use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -84,15 +87,26 @@ mod slots {
 
     std::thread_local! {
         // const-initialised and drop-free: no lazy registration, no allocation.
-        static SLOT: Cell<u32> = const { Cell::new(0) };
+        static SLOT: Cell<u32> = const { Cell::new(UNASSIGNED) };
     }
 
     #[inline(always)]
     pub fn current() -> Option<usize> {
-        match SLOT.try_with(Cell::get) {
-            Ok(0) => assign(),
-            Ok(NO_SLOT) | Err(_) => None,
-            Ok(s) => Some((s - 1) as usize),
+        // A const, drop-free thread local is always accessible: `with` cannot fail here.
+        let s = SLOT.with(Cell::get) as usize;
+        if s < MAX_SLOTS {
+            Some(s)
+        } else {
+            not_assigned(s as u32)
+        }
+    }
+
+    #[cold]
+    fn not_assigned(s: u32) -> Option<usize> {
+        if s == UNASSIGNED {
+            assign()
+        } else {
+            None
         }
     }
 
@@ -106,7 +120,7 @@ mod slots {
                 match word.compare_exchange_weak(cur, cur | (1 << bit), Ordering::AcqRel, Ordering::Relaxed) {
                     Ok(_) => {
                         let slot = w * 64 + bit;
-                        let _ = SLOT.try_with(|s| s.set(slot as u32 + 1));
+                        let _ = SLOT.try_with(|s| s.set(slot as u32));
                         // SAFETY: key is a valid pthread key; a non-null value makes the
                         // destructor run at thread exit with that value.
                         unsafe { libc::pthread_setspecific(key, (slot + 1) as *const libc::c_void) };
@@ -158,9 +172,9 @@ mod slots {
     /// Test hook: gives the calling thread's slot back now, as thread exit would.
     pub fn exit_now() {
         if let Ok(s) = SLOT.try_with(Cell::get) {
-            if s != 0 && s != NO_SLOT {
-                on_thread_exit(s as usize as *mut libc::c_void);
-                let _ = SLOT.try_with(|c| c.set(0));
+            if (s as usize) < MAX_SLOTS {
+                on_thread_exit((s as usize + 1) as *mut libc::c_void);
+                let _ = SLOT.try_with(|c| c.set(UNASSIGNED));
                 if let Some(key) = exit_key() {
                     // SAFETY: valid key; clearing the value cancels the exit destructor.
                     unsafe { libc::pthread_setspecific(key, core::ptr::null()) };
@@ -253,14 +267,15 @@ fn alloc_inner(cache: &CacheInner, want: Option<NodeId>) -> *mut u8 {
     alloc_direct(cache, want)
 }
 
-/// Frees `obj`, an allocated object of slab `s` of `cache`.
+/// Frees `obj`, an allocated object of slab `s`.
 ///
 /// # Safety
-/// `obj` was returned by an alloc of `cache`, lies in `s`, and is not freed yet.
+/// `obj` was returned by an alloc of `s`'s cache, is an object start of `s`, and is not freed
+/// yet.
 #[inline(always)]
-pub(crate) unsafe fn free(cache: &CacheInner, s: &Slab, obj: *mut u8) {
+pub(crate) unsafe fn free(s: &Slab, obj: *mut u8) {
     if let Some(slot) = current_slot() {
-        let tc = cache.tc(slot);
+        let tc = s.tc(slot);
         if !tc.is_null() {
             // SAFETY: as in alloc.
             let tc = unsafe { &*tc };
@@ -280,7 +295,14 @@ pub(crate) unsafe fn free(cache: &CacheInner, s: &Slab, obj: *mut u8) {
             return;
         }
     }
-    cache.shared_frees.fetch_add(1, Ordering::Relaxed);
+    // SAFETY: forwarded from the caller.
+    unsafe { free_no_tc(s, obj) }
+}
+
+#[cold]
+unsafe fn free_no_tc(s: &Slab, obj: *mut u8) {
+    // SAFETY: cache metadata outlives its slabs.
+    unsafe { (*s.cache).shared_frees.fetch_add(1, Ordering::Relaxed) };
     // SAFETY: forwarded from the caller.
     unsafe { s.push_remote(obj) };
 }
