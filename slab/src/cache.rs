@@ -66,7 +66,13 @@ pub struct CacheConfig {
 impl CacheConfig {
     /// A cache of `size`-byte objects, 8-byte aligned, no flags, no constructor.
     pub fn new(name: &'static str, size: usize) -> CacheConfig {
-        CacheConfig { name, size, align: 0, flags: CacheFlags::NONE, ctor: None }
+        CacheConfig {
+            name,
+            size,
+            align: 0,
+            flags: CacheFlags::NONE,
+            ctor: None,
+        }
     }
 
     /// Sets the alignment.
@@ -121,11 +127,18 @@ impl fmt::Display for CacheError {
             CacheError::InvalidAlign(a) => write!(f, "invalid alignment {a}"),
             CacheError::Destroyed => write!(f, "cache was destroyed"),
             CacheError::NoMemory => write!(f, "out of memory"),
-            CacheError::ForeignPointer(p) => write!(f, "pointer {p:#x} was not allocated by this cache"),
-            CacheError::InteriorPointer(p) => write!(f, "pointer {p:#x} is not the start of an object"),
+            CacheError::ForeignPointer(p) => {
+                write!(f, "pointer {p:#x} was not allocated by this cache")
+            }
+            CacheError::InteriorPointer(p) => {
+                write!(f, "pointer {p:#x} is not the start of an object")
+            }
             CacheError::UnknownNode(n) => write!(f, "node {n} is not in the topology"),
             CacheError::LiveObjects { name, count } => {
-                write!(f, "kmem_cache_destroy {name}: {count} objects still allocated; cache kept")
+                write!(
+                    f,
+                    "kmem_cache_destroy {name}: {count} objects still allocated; cache kept"
+                )
             }
         }
     }
@@ -211,7 +224,11 @@ pub(crate) fn layout_for(cfg: &CacheConfig) -> Result<(usize, usize, usize), Cac
     let size8 = (cfg.size + 7) & !7;
     // With a constructor the object must keep its constructed contents while free, so the free
     // pointer goes after the object (as SLUB does); otherwise it overlays the first word.
-    let (raw, fp) = if cfg.ctor.is_some() { (size8 + 8, size8) } else { (size8, 0) };
+    let (raw, fp) = if cfg.ctor.is_some() {
+        (size8 + 8, size8)
+    } else {
+        (size8, 0)
+    };
     let stride = (raw + align - 1) & !(align - 1);
     Ok((stride, fp, align))
 }
@@ -234,10 +251,15 @@ impl CacheInner {
         let nr = domain.nr_node_ids();
         let (p, nodes, tcs, gen) = if reuse.is_null() {
             let p = meta_alloc(Layout::new::<CacheInner>()).cast::<CacheInner>();
-            let nodes = meta_alloc(Layout::array::<AtomicPtr<NodePart>>(nr).map_err(|_| CacheError::NoMemory)?)
-                .cast::<AtomicPtr<NodePart>>();
-            let tcs = meta_alloc(Layout::array::<AtomicPtr<ThreadCache>>(MAX_SLOTS).map_err(|_| CacheError::NoMemory)?)
-                .cast::<AtomicPtr<ThreadCache>>();
+            let nodes = meta_alloc(
+                Layout::array::<AtomicPtr<NodePart>>(nr).map_err(|_| CacheError::NoMemory)?,
+            )
+            .cast::<AtomicPtr<NodePart>>();
+            let tcs = meta_alloc(
+                Layout::array::<AtomicPtr<ThreadCache>>(MAX_SLOTS)
+                    .map_err(|_| CacheError::NoMemory)?,
+            )
+            .cast::<AtomicPtr<ThreadCache>>();
             if p.is_null() || nodes.is_null() || tcs.is_null() {
                 return Err(CacheError::NoMemory);
             }
@@ -254,7 +276,12 @@ impl CacheInner {
         } else {
             // SAFETY: reuse is a dead cache of this domain, unlinked, with no slabs left.
             let old = unsafe { &*reuse };
-            (reuse, old.nodes, old.tcs, old.generation.load(Ordering::Relaxed) + 1)
+            (
+                reuse,
+                old.nodes,
+                old.tcs,
+                old.generation.load(Ordering::Relaxed) + 1,
+            )
         };
         let inner = CacheInner {
             name: cfg.name,
@@ -306,7 +333,8 @@ impl CacheInner {
     /// The part for `nid`, or null.
     #[inline]
     pub fn part(&self, nid: NodeId) -> *mut NodePart {
-        self.part_slot(nid).map_or(ptr::null_mut(), |s| s.load(Ordering::Acquire))
+        self.part_slot(nid)
+            .map_or(ptr::null_mut(), |s| s.load(Ordering::Acquire))
     }
 
     /// The part allocations may use on `nid`: it must exist and accept new slabs. A node the
@@ -315,7 +343,10 @@ impl CacheInner {
         let p = self.part(nid);
         if p.is_null() {
             if self.domain().node_allocatable(nid) {
-                self.domain().violations.missing_part.fetch_add(1, Ordering::Relaxed);
+                self.domain()
+                    .violations
+                    .missing_part
+                    .fetch_add(1, Ordering::Relaxed);
             }
             return None;
         }
@@ -381,7 +412,11 @@ impl CacheInner {
         );
         // SAFETY: desc is fresh metadata for one Slab.
         unsafe { desc.write(slab) };
-        if !pagemap::set(base.as_ptr() as usize, self.geo.units as usize, desc as usize) {
+        if !pagemap::set(
+            base.as_ptr() as usize,
+            self.geo.units as usize,
+            desc as usize,
+        ) {
             // SAFETY: desc and base are ours and unpublished.
             unsafe {
                 meta_free(desc.cast(), Layout::new::<Slab>());
@@ -392,7 +427,8 @@ impl CacheInner {
         // SAFETY: desc is a valid, unlisted slab of this part; we hold the list lock.
         unsafe { lists.put(desc, ListKind::Empty) };
         part.nr_slabs.fetch_add(1, Ordering::Relaxed);
-        part.total_objects.fetch_add(self.geo.capacity as usize, Ordering::Relaxed);
+        part.total_objects
+            .fetch_add(self.geo.capacity as usize, Ordering::Relaxed);
         Some(desc)
     }
 
@@ -408,10 +444,12 @@ impl CacheInner {
             let base = (*s).base;
             pagemap::clear(base as usize, units);
             meta_free(s.cast(), Layout::new::<Slab>());
-            self.domain().arena_free(part.node, NonNull::new_unchecked(base), units);
+            self.domain()
+                .arena_free(part.node, NonNull::new_unchecked(base), units);
         }
         part.nr_slabs.fetch_sub(1, Ordering::Relaxed);
-        part.total_objects.fetch_sub(self.geo.capacity as usize, Ordering::Relaxed);
+        part.total_objects
+            .fetch_sub(self.geo.capacity as usize, Ordering::Relaxed);
     }
 
     /// Puts a resting slab that is on no list on the right one; frees it if it is empty and the
@@ -452,7 +490,12 @@ impl CacheInner {
         loop {
             // Gather empties (after collecting remote frees) in batches, then free them.
             let mut n = 0;
-            for s in lists.partial.iter().chain(lists.full.iter()).chain(lists.empty.iter()) {
+            for s in lists
+                .partial
+                .iter()
+                .chain(lists.full.iter())
+                .chain(lists.empty.iter())
+            {
                 // SAFETY: resting slab, lock held: we act as owner.
                 let sr = unsafe { &*s };
                 // SAFETY: as above.
@@ -499,12 +542,14 @@ impl CacheInner {
     /// Objects in use on `part` (exact when no thread owns one of its slabs).
     pub fn part_in_use(&self, part: &NodePart) -> usize {
         let lists = part.lock();
-        lists.all().map(|s| {
-            // SAFETY: list members are valid under the lock. Owned slabs are read racily (a
-            // statistic); callers that need exactness revoke first.
-            unsafe { (*s).in_use() as usize }
-        })
-        .sum()
+        lists
+            .all()
+            .map(|s| {
+                // SAFETY: list members are valid under the lock. Owned slabs are read racily (a
+                // statistic); callers that need exactness revoke first.
+                unsafe { (*s).in_use() as usize }
+            })
+            .sum()
     }
 
     /// Statistics summed over parts and thread caches.
@@ -548,7 +593,11 @@ impl CacheInner {
         for (i, o) in out.iter_mut().enumerate().take(n) {
             let p = self.part(NodeId::new(i as u16));
             // SAFETY: parts live as long as the cache.
-            *o = if p.is_null() { 0 } else { unsafe { (*p).nr_slabs.load(Ordering::Relaxed) } };
+            *o = if p.is_null() {
+                0
+            } else {
+                unsafe { (*p).nr_slabs.load(Ordering::Relaxed) }
+            };
         }
         n
     }
@@ -581,7 +630,10 @@ unsafe impl Sync for KmemCache {}
 
 impl fmt::Debug for KmemCache {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("KmemCache").field("name", &self.name()).field("generation", &self.gen).finish()
+        f.debug_struct("KmemCache")
+            .field("name", &self.name())
+            .field("generation", &self.gen)
+            .finish()
     }
 }
 

@@ -6,11 +6,16 @@
 
 use core::alloc::Layout;
 use core::ptr::{self, NonNull};
-use std::sync::atomic::{AtomicBool as StdAtomicBool, AtomicU64 as StdAtomicU64, Ordering as StdOrdering};
+use std::sync::atomic::{
+    AtomicBool as StdAtomicBool, AtomicU64 as StdAtomicU64, Ordering as StdOrdering,
+};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use hotslab_hotplug::{CallbackRef, HotplugDomain, HotplugError, LockKind, MemoryCallback, MemoryNotify, NotifierHandle, NotifyError};
+use hotslab_hotplug::{
+    CallbackRef, HotplugDomain, HotplugError, LockKind, MemoryCallback, MemoryNotify,
+    NotifierHandle, NotifyError,
+};
 use hotslab_numa::{NodeId, NodeMask, PageSource, Topology};
 
 use crate::cache::{CacheConfig, CacheError, CacheInner, KmemCache};
@@ -36,7 +41,11 @@ pub enum LockingMode {
 
 impl LockingMode {
     /// All modes, for tables.
-    pub const ALL: [LockingMode; 3] = [LockingMode::Legacy, LockingMode::OnlineMems, LockingMode::SlabNodes];
+    pub const ALL: [LockingMode; 3] = [
+        LockingMode::Legacy,
+        LockingMode::OnlineMems,
+        LockingMode::SlabNodes,
+    ];
 
     /// Short name.
     pub fn name(self) -> &'static str {
@@ -234,8 +243,11 @@ pub struct SlabDomain {
     /// Race detectors.
     pub violations: Violations,
     notifier: std::sync::Mutex<Option<NotifierHandle>>,
-    pub(crate) kmalloc: [crate::sync::AtomicPtr<CacheInner>; crate::kmalloc::NCLASSES],
+    pub(crate) kmalloc: [std::sync::atomic::AtomicPtr<CacheInner>; crate::kmalloc::NCLASSES],
     skip_read_side: StdAtomicBool,
+    /// Lock-free copy of `Registry::slab_nodes` (written under slab_mutex) for allocation paths,
+    /// which must not take slab_mutex (it comes before their locks in the lock order).
+    slab_nodes_view: [StdAtomicU64; 16],
     fail_part_alloc: StdAtomicU64,
     self_weak: std::sync::Mutex<Option<Weak<SlabDomain>>>,
 }
@@ -282,14 +294,21 @@ impl SlabDomain {
     }
 
     /// A domain over `topo`, every node possible and with memory, with its own hotplug domain.
-    pub fn with_topology(topo: Box<Topology>, config: DomainConfig) -> Result<Arc<SlabDomain>, DomainError> {
+    pub fn with_topology(
+        topo: Box<Topology>,
+        config: DomainConfig,
+    ) -> Result<Arc<SlabDomain>, DomainError> {
         let nodes = topo.nodes();
         let hp = Arc::new(HotplugDomain::new(nodes, nodes, config.lock_kind));
         Self::new(topo, hp, config)
     }
 
     /// A domain over `topo` following the hotplug domain `hp` (which may be shared).
-    pub fn new(topo: Box<Topology>, hp: Arc<HotplugDomain>, config: DomainConfig) -> Result<Arc<SlabDomain>, DomainError> {
+    pub fn new(
+        topo: Box<Topology>,
+        hp: Arc<HotplugDomain>,
+        config: DomainConfig,
+    ) -> Result<Arc<SlabDomain>, DomainError> {
         let d = Arc::new(Self::build(Owned::Boxed(topo), Owned::Shared(hp), config)?);
         *d.self_weak.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::downgrade(&d));
         let cb: Arc<dyn MemoryCallback> = Arc::new(WeakNotifier(Arc::downgrade(&d)));
@@ -303,7 +322,11 @@ impl SlabDomain {
     }
 
     /// Builds the global domain in static storage (no global-allocator use).
-    pub(crate) fn build_static(topo: &'static Topology, hp: &'static HotplugDomain, config: DomainConfig) -> Result<SlabDomain, DomainError> {
+    pub(crate) fn build_static(
+        topo: &'static Topology,
+        hp: &'static HotplugDomain,
+        config: DomainConfig,
+    ) -> Result<SlabDomain, DomainError> {
         Self::build(Owned::Static(topo), Owned::Static(hp), config)
     }
 
@@ -316,10 +339,15 @@ impl SlabDomain {
         Ok(())
     }
 
-    fn build(topology: Owned<Topology>, hotplug: Owned<HotplugDomain>, config: DomainConfig) -> Result<SlabDomain, DomainError> {
+    fn build(
+        topology: Owned<Topology>,
+        hotplug: Owned<HotplugDomain>,
+        config: DomainConfig,
+    ) -> Result<SlabDomain, DomainError> {
         let topo = topology.get();
         let nr = topo.nodes().iter().last().map_or(1, |n| n.index() + 1);
-        let arenas = meta_alloc(Layout::array::<NodeArena>(nr).map_err(|_| DomainError::NoMemory)?).cast::<NodeArena>();
+        let arenas = meta_alloc(Layout::array::<NodeArena>(nr).map_err(|_| DomainError::NoMemory)?)
+            .cast::<NodeArena>();
         if arenas.is_null() {
             return Err(DomainError::NoMemory);
         }
@@ -337,11 +365,21 @@ impl SlabDomain {
             pages: PageSource::new(),
             arenas,
             nr_node_ids: nr,
-            registry: Mutex::new(Registry { head: ptr::null_mut(), free: ptr::null_mut(), slab_nodes, count: 0 }),
+            registry: Mutex::new(Registry {
+                head: ptr::null_mut(),
+                free: ptr::null_mut(),
+                slab_nodes,
+                count: 0,
+            }),
             violations: Violations::default(),
             notifier: std::sync::Mutex::new(None),
-            kmalloc: [const { crate::sync::AtomicPtr::new(ptr::null_mut()) }; crate::kmalloc::NCLASSES],
+            kmalloc: [const { std::sync::atomic::AtomicPtr::new(ptr::null_mut()) };
+                crate::kmalloc::NCLASSES],
             skip_read_side: StdAtomicBool::new(false),
+            slab_nodes_view: {
+                let w = slab_nodes.as_words();
+                core::array::from_fn(|i| StdAtomicU64::new(w[i]))
+            },
             fail_part_alloc: StdAtomicU64::new(u64::MAX),
             self_weak: std::sync::Mutex::new(None),
         })
@@ -349,16 +387,22 @@ impl SlabDomain {
 
     fn register_notifier(&self, cb: CallbackRef) -> Result<(), DomainError> {
         // Slab's callback runs early among memory callbacks, as in the kernel (priority 1).
-        let h = self.hotplug().register_notifier(cb, 1).map_err(|_| DomainError::Notifier)?;
+        let h = self
+            .hotplug()
+            .register_notifier(cb, 1)
+            .map_err(|_| DomainError::Notifier)?;
         *self.notifier.lock().unwrap_or_else(|p| p.into_inner()) = Some(h);
         Ok(())
     }
 
     fn create_kmalloc_caches(&self) -> Result<(), DomainError> {
         for (i, slot) in self.kmalloc.iter().enumerate() {
-            let cfg = CacheConfig::new(crate::kmalloc::CLASS_NAMES[i], crate::kmalloc::class_size(i));
+            let cfg = CacheConfig::new(
+                crate::kmalloc::CLASS_NAMES[i],
+                crate::kmalloc::class_size(i),
+            );
             let c = self.create_raw(&cfg).map_err(|_| DomainError::NoMemory)?;
-            slot.store(c, Ordering::Release);
+            slot.store(c, StdOrdering::Release);
         }
         Ok(())
     }
@@ -410,7 +454,10 @@ impl SlabDomain {
 
     /// Bytes of slab spans handed out by this domain's arenas right now.
     pub fn committed_bytes(&self) -> usize {
-        (0..self.nr_node_ids).filter_map(|i| self.arena(NodeId::new(i as u16))).map(NodeArena::committed_bytes).sum()
+        (0..self.nr_node_ids)
+            .filter_map(|i| self.arena(NodeId::new(i as u16)))
+            .map(NodeArena::committed_bytes)
+            .sum()
     }
 
     /// Node of the calling thread.
@@ -432,7 +479,12 @@ impl SlabDomain {
     /// Whether allocations may expect a part on `nid` (it has memory in the domain's view).
     pub(crate) fn node_allocatable(&self, nid: NodeId) -> bool {
         match self.config.mode {
-            LockingMode::SlabNodes => lock(&self.registry).slab_nodes.test(nid),
+            LockingMode::SlabNodes => {
+                let i = nid.index();
+                i < 1024
+                    && self.slab_nodes_view[i / 64].load(StdOrdering::Acquire) & (1 << (i % 64))
+                        != 0
+            }
             _ => self.hotplug().states.has_memory().test(nid),
         }
     }
@@ -441,7 +493,8 @@ impl SlabDomain {
 
     /// The online-mems read side, unless the mode (or the mutation switch) says not to take it.
     fn read_side(&self) -> Option<hotslab_hotplug::ReadGuard<'_>> {
-        let take = self.config.mode == LockingMode::OnlineMems && !self.skip_read_side.load(StdOrdering::Relaxed);
+        let take = self.config.mode == LockingMode::OnlineMems
+            && !self.skip_read_side.load(StdOrdering::Relaxed);
         take.then(|| self.hotplug().read())
     }
 
@@ -462,11 +515,21 @@ impl SlabDomain {
         let inner = self.create_raw(&cfg)?;
         // SAFETY: create_raw returns valid cache metadata.
         let gen = unsafe { (*inner).generation.load(Ordering::Relaxed) };
-        Ok(KmemCache { domain: self.domain_ref(), inner: NonNull::new(inner).ok_or(CacheError::NoMemory)?, gen })
+        Ok(KmemCache {
+            domain: self.domain_ref(),
+            inner: NonNull::new(inner).ok_or(CacheError::NoMemory)?,
+            gen,
+        })
     }
 
     fn domain_ref(&self) -> DomainRef {
-        if let Some(arc) = self.self_weak.lock().unwrap_or_else(|p| p.into_inner()).as_ref().and_then(Weak::upgrade) {
+        if let Some(arc) = self
+            .self_weak
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .and_then(Weak::upgrade)
+        {
             return DomainRef::Shared(arc);
         }
         // SAFETY: a domain without an Arc is the static global domain.
@@ -478,7 +541,10 @@ impl SlabDomain {
         let _r = self.read_side();
         let mut reg = self.slab_mutex();
         let mask = self.node_mask(&reg);
-        hotslab_hotplug::pause::point("create:after-mask-read", mask.first().unwrap_or(NodeId::new(0)));
+        hotslab_hotplug::pause::point(
+            "create:after-mask-read",
+            mask.first().unwrap_or(NodeId::new(0)),
+        );
         let reuse = reg.free;
         let c = CacheInner::make(self, cfg, reuse)?;
         if !reuse.is_null() {
@@ -502,7 +568,9 @@ impl SlabDomain {
 
     /// Gives `cache` a live part on `nid`: reuses a quarantined one or makes a new one.
     fn ensure_part(&self, cache: &CacheInner, nid: NodeId) -> Result<(), NotifyError> {
-        let Some(slot) = cache.part_slot(nid) else { return Ok(()) };
+        let Some(slot) = cache.part_slot(nid) else {
+            return Ok(());
+        };
         let p = slot.load(Ordering::Acquire);
         if !p.is_null() {
             // SAFETY: parts live as long as the cache.
@@ -522,7 +590,11 @@ impl SlabDomain {
         if self.fail_part_alloc.load(StdOrdering::Relaxed) == 0 {
             return Err(NotifyError::NoMemory);
         }
-        let _ = self.fail_part_alloc.fetch_update(StdOrdering::Relaxed, StdOrdering::Relaxed, |v| (v != u64::MAX).then(|| v.saturating_sub(1)));
+        let _ =
+            self.fail_part_alloc
+                .fetch_update(StdOrdering::Relaxed, StdOrdering::Relaxed, |v| {
+                    (v != u64::MAX).then(|| v.saturating_sub(1))
+                });
         let np = meta_alloc(Layout::new::<NodePart>()).cast::<NodePart>();
         if np.is_null() {
             return Err(NotifyError::NoMemory);
@@ -568,12 +640,31 @@ impl SlabDomain {
         if live > 0 {
             c.dead.store(false, Ordering::SeqCst);
             report_live_objects(c.name, live);
-            return Err(CacheError::LiveObjects { name: c.name, count: live });
+            return Err(CacheError::LiveObjects {
+                name: c.name,
+                count: live,
+            });
         }
         let cp = c as *const CacheInner as *mut CacheInner;
         reg.unlink(cp);
-        let mask = self.node_mask(&reg);
-        hotslab_hotplug::pause::point("destroy:after-mask-read", mask.first().unwrap_or(NodeId::new(0)));
+        let mask = match self.config.mode {
+            // Linux 5.12+ frees every part the cache has (for_each_kmem_cache_node): parked
+            // parts of offline nodes included.
+            LockingMode::SlabNodes => {
+                let mut m = NodeMask::new();
+                for i in 0..c.nr_node_ids {
+                    if !c.part(NodeId::new(i as u16)).is_null() {
+                        m.set(NodeId::new(i as u16));
+                    }
+                }
+                m
+            }
+            _ => self.node_mask(&reg),
+        };
+        hotslab_hotplug::pause::point(
+            "destroy:after-mask-read",
+            mask.first().unwrap_or(NodeId::new(0)),
+        );
         for nid in mask.iter() {
             let p = c.part(nid);
             if p.is_null() {
@@ -583,12 +674,18 @@ impl SlabDomain {
             let part = unsafe { &*p };
             let (gen, st) = part.snapshot();
             if st == PartState::Retired {
-                self.violations.use_after_retire.fetch_add(1, StdOrdering::Relaxed);
+                if self.config.mode != LockingMode::SlabNodes {
+                    self.violations
+                        .use_after_retire
+                        .fetch_add(1, StdOrdering::Relaxed);
+                }
                 continue;
             }
             c.shrink_part(part);
             if !part.retire(gen) {
-                self.violations.double_retire.fetch_add(1, StdOrdering::Relaxed);
+                self.violations
+                    .double_retire
+                    .fetch_add(1, StdOrdering::Relaxed);
             }
         }
         // Whatever part is still not retired was missed by the mask walk: nobody will retire it.
@@ -596,7 +693,9 @@ impl SlabDomain {
             let p = c.part(NodeId::new(i as u16));
             // SAFETY: as above.
             if !p.is_null() && unsafe { (*p).state() } != PartState::Retired {
-                self.violations.leaked_part.fetch_add(1, StdOrdering::Relaxed);
+                self.violations
+                    .leaked_part
+                    .fetch_add(1, StdOrdering::Relaxed);
                 // Reclaim it anyway so the reused metadata starts clean (the leak is counted).
                 // SAFETY: as above.
                 let part = unsafe { &*p };
@@ -626,14 +725,19 @@ impl SlabDomain {
                 n += 1;
             }
         }
-        hotslab_hotplug::pause::point("shrink:after-mask-read", mask.first().unwrap_or(NodeId::new(0)));
+        hotslab_hotplug::pause::point(
+            "shrink:after-mask-read",
+            mask.first().unwrap_or(NodeId::new(0)),
+        );
         let mut freed = 0;
         for &(p, gen) in &parts[..n] {
             // SAFETY: as above.
             let part = unsafe { &*p };
             let (g, st) = part.snapshot();
             if g != gen || st == PartState::Retired {
-                self.violations.use_after_retire.fetch_add(1, StdOrdering::Relaxed);
+                self.violations
+                    .use_after_retire
+                    .fetch_add(1, StdOrdering::Relaxed);
                 continue;
             }
             freed += c.shrink_part(part);
@@ -712,11 +816,16 @@ impl SlabDomain {
         self.slab_mutex()
     }
 
-    pub(crate) fn set_slab_node(reg: &mut Registry, nid: NodeId, on: bool) {
+    pub(crate) fn set_slab_node(&self, reg: &mut Registry, nid: NodeId, on: bool) {
         if on {
             reg.slab_nodes.set(nid);
         } else {
             reg.slab_nodes.clear(nid);
+        }
+        let i = nid.index();
+        if i < 1024 {
+            self.slab_nodes_view[i / 64]
+                .store(reg.slab_nodes.as_words()[i / 64], StdOrdering::Release);
         }
     }
 
@@ -726,7 +835,11 @@ impl SlabDomain {
         }
     }
 
-    pub(crate) fn ensure_part_for(&self, cache: &CacheInner, nid: NodeId) -> Result<(), NotifyError> {
+    pub(crate) fn ensure_part_for(
+        &self,
+        cache: &CacheInner,
+        nid: NodeId,
+    ) -> Result<(), NotifyError> {
         self.ensure_part(cache, nid)
     }
 
@@ -774,6 +887,7 @@ impl SlabDomain {
     }
 
     /// Thread exit: give back `slot`'s slabs of every cache of this domain.
+    #[cfg_attr(loom, allow(dead_code))]
     pub(crate) fn flush_slot(&self, slot: usize) {
         let reg = self.slab_mutex();
         for c in reg.iter() {
@@ -786,7 +900,12 @@ impl Drop for SlabDomain {
     fn drop(&mut self) {
         #[cfg(not(loom))]
         registry_of_domains::remove(self);
-        if let Some(h) = self.notifier.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        if let Some(h) = self
+            .notifier
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
             self.hotplug().unregister_notifier(h);
         }
         // Release the arenas only if no slab is left anywhere (live objects keep their memory).
@@ -827,7 +946,10 @@ impl Drop for SlabDomain {
 fn report_live_objects(name: &str, count: usize) {
     let mut buf = [0u8; 160];
     let mut w = crate::stats::FixedWriter::new(&mut buf);
-    let _ = core::fmt::write(&mut w, format_args!("hotslab: kmem_cache_destroy {name}: {count} objects remaining; cache kept\n"));
+    let _ = core::fmt::write(
+        &mut w,
+        format_args!("hotslab: kmem_cache_destroy {name}: {count} objects remaining; cache kept\n"),
+    );
     let s = w.as_bytes();
     // SAFETY: writes a valid buffer to stderr.
     unsafe { libc::write(2, s.as_ptr().cast(), s.len()) };
@@ -868,7 +990,10 @@ mod registry_of_domains {
         len: usize,
     }
 
-    static DOMAINS: Mutex<List> = Mutex::new(List { items: [0; 256], len: 0 });
+    static DOMAINS: Mutex<List> = Mutex::new(List {
+        items: [0; 256],
+        len: 0,
+    });
 
     pub(super) fn add(d: &SlabDomain) {
         let mut l = DOMAINS.lock().unwrap_or_else(|p| p.into_inner());

@@ -96,17 +96,24 @@ fn build() -> bool {
         let _ = Topology::read_sysfs_into(&mut *topo);
         let topo: &'static Topology = &*topo;
         let nodes = topo.nodes();
-        let initial = NodeStateSnapshot { possible: nodes, online: nodes, has_memory: nodes, has_normal_memory: nodes };
+        let initial = NodeStateSnapshot {
+            possible: nodes,
+            online: nodes,
+            has_memory: nodes,
+            has_normal_memory: nodes,
+        };
         (*HOTPLUG.0.get()).write(HotplugDomain::with_states(initial, LockKind::Seed));
         let hp: &'static HotplugDomain = (*HOTPLUG.0.get()).assume_init_ref();
-        let Ok(d) = SlabDomain::build_static(topo, hp, DomainConfig::default()) else { return false };
+        let Ok(d) = SlabDomain::build_static(topo, hp, DomainConfig::default()) else {
+            return false;
+        };
         (*DOMAIN.0.get()).write(d);
         let d: &'static SlabDomain = (*DOMAIN.0.get()).assume_init_ref();
         if d.finish_static().is_err() {
             return false;
         }
         for (slot, c) in KMALLOC.iter().zip(d.kmalloc.iter()) {
-            slot.store(c.load(crate::sync::Ordering::Acquire), Ordering::Release);
+            slot.store(c.load(Ordering::Acquire), Ordering::Release);
         }
         true
     }
@@ -259,7 +266,8 @@ unsafe impl GlobalAlloc for SlabAlloc {
     unsafe fn realloc(&self, p: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         if in_boot(p) {
             // SAFETY: the new layout is valid per the GlobalAlloc contract.
-            let q = unsafe { self.alloc(Layout::from_size_align_unchecked(new_size, layout.align())) };
+            let q =
+                unsafe { self.alloc(Layout::from_size_align_unchecked(new_size, layout.align())) };
             if !q.is_null() {
                 // SAFETY: both blocks are valid for the copied length.
                 unsafe { ptr::copy_nonoverlapping(p, q, layout.size().min(new_size)) };

@@ -53,7 +53,7 @@ fn going_online(d: &SlabDomain, nid: NodeId) -> Result<(), NotifyError> {
         return result;
     }
     if d.mode() == LockingMode::SlabNodes {
-        SlabDomain::set_slab_node(&mut reg, nid, true);
+        d.set_slab_node(&mut reg, nid, true);
     }
     result
 }
@@ -77,7 +77,7 @@ fn cancel_online(d: &SlabDomain, nid: NodeId) {
         }
     });
     if d.mode() == LockingMode::SlabNodes {
-        SlabDomain::set_slab_node(&mut reg, nid, false);
+        d.set_slab_node(&mut reg, nid, false);
     }
 }
 
@@ -201,10 +201,12 @@ fn offline(d: &SlabDomain, nid: NodeId) {
             return;
         }
         if st == PartState::Retired || !part.retire(gen) {
-            d.violations.double_retire.fetch_add(1, StdOrdering::Relaxed);
+            d.violations
+                .double_retire
+                .fetch_add(1, StdOrdering::Relaxed);
         }
     });
     if slab_nodes {
-        SlabDomain::set_slab_node(&mut reg, nid, false);
+        d.set_slab_node(&mut reg, nid, false);
     }
 }

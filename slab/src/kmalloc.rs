@@ -20,13 +20,49 @@ pub const KMALLOC_MAX: usize = 32 * 1024;
 
 /// Names of the kmalloc caches, in class order (as /proc/slabinfo names them).
 pub(crate) const CLASS_NAMES: [&str; NCLASSES] = [
-    "kmalloc-8", "kmalloc-16", "kmalloc-24", "kmalloc-32", "kmalloc-40", "kmalloc-48", "kmalloc-56",
-    "kmalloc-64", "kmalloc-80", "kmalloc-96", "kmalloc-112", "kmalloc-128", "kmalloc-160",
-    "kmalloc-192", "kmalloc-224", "kmalloc-256", "kmalloc-320", "kmalloc-384", "kmalloc-448",
-    "kmalloc-512", "kmalloc-640", "kmalloc-768", "kmalloc-896", "kmalloc-1k", "kmalloc-1280",
-    "kmalloc-1536", "kmalloc-1792", "kmalloc-2k", "kmalloc-2560", "kmalloc-3k", "kmalloc-3584",
-    "kmalloc-4k", "kmalloc-5k", "kmalloc-6k", "kmalloc-7k", "kmalloc-8k", "kmalloc-10k",
-    "kmalloc-12k", "kmalloc-14k", "kmalloc-16k", "kmalloc-20k", "kmalloc-24k", "kmalloc-28k",
+    "kmalloc-8",
+    "kmalloc-16",
+    "kmalloc-24",
+    "kmalloc-32",
+    "kmalloc-40",
+    "kmalloc-48",
+    "kmalloc-56",
+    "kmalloc-64",
+    "kmalloc-80",
+    "kmalloc-96",
+    "kmalloc-112",
+    "kmalloc-128",
+    "kmalloc-160",
+    "kmalloc-192",
+    "kmalloc-224",
+    "kmalloc-256",
+    "kmalloc-320",
+    "kmalloc-384",
+    "kmalloc-448",
+    "kmalloc-512",
+    "kmalloc-640",
+    "kmalloc-768",
+    "kmalloc-896",
+    "kmalloc-1k",
+    "kmalloc-1280",
+    "kmalloc-1536",
+    "kmalloc-1792",
+    "kmalloc-2k",
+    "kmalloc-2560",
+    "kmalloc-3k",
+    "kmalloc-3584",
+    "kmalloc-4k",
+    "kmalloc-5k",
+    "kmalloc-6k",
+    "kmalloc-7k",
+    "kmalloc-8k",
+    "kmalloc-10k",
+    "kmalloc-12k",
+    "kmalloc-14k",
+    "kmalloc-16k",
+    "kmalloc-20k",
+    "kmalloc-24k",
+    "kmalloc-28k",
     "kmalloc-32k",
 ];
 
@@ -56,7 +92,7 @@ pub const fn class_size(i: usize) -> usize {
 pub const fn class_of(size: usize) -> Option<usize> {
     if size <= 64 {
         let s = if size == 0 { 1 } else { size };
-        return Some((s + 7) / 8 - 1);
+        return Some(s.div_ceil(8) - 1);
     }
     if size > KMALLOC_MAX {
         return None;
@@ -123,7 +159,7 @@ impl SlabDomain {
     #[inline]
     pub fn kmalloc_layout(&self, size: usize, align: usize, node: Option<NodeId>) -> *mut u8 {
         if let Some(c) = class_for(size, align) {
-            let cache = self.kmalloc[c].load(crate::sync::Ordering::Acquire);
+            let cache = self.kmalloc[c].load(std::sync::atomic::Ordering::Acquire);
             if !cache.is_null() {
                 // SAFETY: kmalloc caches live as long as the domain.
                 let cache = unsafe { &*cache };
@@ -187,7 +223,9 @@ impl SlabDomain {
         };
         if let (Owner::Slab(s), Some(c)) = (owner_of(p), class_for(new_size, align)) {
             // Same class (or one class down, to avoid ping-pong): keep it in place.
-            if s.stride as usize == class_size(c) || (new_size <= s.stride as usize && new_size * 2 > s.stride as usize) {
+            if s.stride as usize == class_size(c)
+                || (new_size <= s.stride as usize && new_size * 2 > s.stride as usize)
+            {
                 return p;
             }
         }
@@ -209,7 +247,10 @@ impl SlabDomain {
 /// # Safety
 /// As for [`SlabDomain::kfree_checked`].
 #[inline(always)]
-pub(crate) unsafe fn kfree_any(pages: &hotslab_numa::PageSource, p: *mut u8) -> Result<(), FreeError> {
+pub(crate) unsafe fn kfree_any(
+    pages: &hotslab_numa::PageSource,
+    p: *mut u8,
+) -> Result<(), FreeError> {
     match owner_of(p) {
         Owner::Slab(s) => {
             if !s.is_object_start(p) {
@@ -228,6 +269,8 @@ pub(crate) unsafe fn kfree_any(pages: &hotslab_numa::PageSource, p: *mut u8) -> 
 }
 
 /// Usable size of a hotslab allocation (`malloc_usable_size`), or `None` if not ours.
+/// `p` is only used as an address (looked up in the page map), never dereferenced.
+#[allow(clippy::not_unsafe_ptr_arg_deref)]
 pub fn usable_size(p: *mut u8) -> Option<usize> {
     match owner_of(p) {
         Owner::Slab(s) => s.is_object_start(p).then_some(s.stride as usize),
@@ -261,7 +304,9 @@ pub unsafe fn kfree(p: *mut u8) -> Result<(), FreeError> {
     if p.is_null() {
         return Ok(());
     }
-    let Some(d) = crate::global::domain() else { return Err(FreeError::Foreign) };
+    let Some(d) = crate::global::domain() else {
+        return Err(FreeError::Foreign);
+    };
     // SAFETY: forwarded.
     unsafe { d.kfree_checked(p) }
 }
@@ -295,7 +340,10 @@ mod tests {
             let c = class_of(size).unwrap();
             assert!(class_size(c) >= size, "size {size} class {c}");
             if c > 0 {
-                assert!(class_size(c - 1) < size, "size {size} not in the smallest class");
+                assert!(
+                    class_size(c - 1) < size,
+                    "size {size} not in the smallest class"
+                );
             }
             // Waste under 25 % above the 8-byte steps.
             if size > 64 {
@@ -323,7 +371,11 @@ mod tests {
     fn names_match_sizes() {
         for (i, n) in CLASS_NAMES.iter().enumerate() {
             let s = class_size(i);
-            let expect = if s >= 1024 && s % 1024 == 0 { format!("kmalloc-{}k", s / 1024) } else { format!("kmalloc-{s}") };
+            let expect = if s >= 1024 && s % 1024 == 0 {
+                format!("kmalloc-{}k", s / 1024)
+            } else {
+                format!("kmalloc-{s}")
+            };
             assert_eq!(*n, expect);
         }
     }

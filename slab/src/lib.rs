@@ -59,6 +59,8 @@ mod global;
 mod hotplug;
 mod kmalloc;
 mod node;
+#[cfg(not(loom))]
+pub mod race;
 mod slab;
 mod stats;
 mod sync;
@@ -67,9 +69,12 @@ mod thread;
 pub use cache::{CacheConfig, CacheError, CacheFlags, CacheStats, KmemCache};
 pub use domain::{DomainConfig, InvariantReport, LockingMode, SlabDomain, Violations};
 pub use global::{default_domain, SlabAlloc};
-pub use node::PartState;
-pub use thread::{exit_thread_now, slots_in_use as thread_slots_in_use};
 pub use hotslab_hotplug as hotplug_api;
 pub use hotslab_numa as numa;
-pub use kmalloc::{class_of, class_size, kfree, kmalloc, kmalloc_node, krealloc, usable_size, FreeError, KMALLOC_CLASSES, KMALLOC_MAX};
+pub use kmalloc::{
+    class_of, class_size, kfree, kmalloc, kmalloc_node, krealloc, usable_size, FreeError,
+    KMALLOC_CLASSES, KMALLOC_MAX,
+};
+pub use node::PartState;
 pub use stats::SlabInfoRow;
+pub use thread::{exit_thread_now, slots_in_use as thread_slots_in_use};

@@ -49,7 +49,11 @@ pub(crate) struct SlabList {
 
 impl SlabList {
     const fn new() -> Self {
-        SlabList { head: ptr::null_mut(), tail: ptr::null_mut(), len: 0 }
+        SlabList {
+            head: ptr::null_mut(),
+            tail: ptr::null_mut(),
+            len: 0,
+        }
     }
 
     pub fn head(&self) -> *mut Slab {
@@ -165,7 +169,11 @@ impl PartLists {
     }
 
     pub fn all(&self) -> impl Iterator<Item = *mut Slab> {
-        self.owned.iter().chain(self.partial.iter()).chain(self.full.iter()).chain(self.empty.iter())
+        self.owned
+            .iter()
+            .chain(self.partial.iter())
+            .chain(self.full.iter())
+            .chain(self.empty.iter())
     }
 }
 
@@ -219,9 +227,15 @@ impl NodePart {
     /// Entering `Live` from `Retired` starts a new generation (a reused part is a new part).
     pub(crate) fn transition(&self, gen: u64, from: PartState, to: PartState) -> bool {
         let old = (gen << 2) | from.to_bits();
-        let new_gen = if from == PartState::Retired && to == PartState::Live { gen + 1 } else { gen };
+        let new_gen = if from == PartState::Retired && to == PartState::Live {
+            gen + 1
+        } else {
+            gen
+        };
         let new = (new_gen << 2) | to.to_bits();
-        self.word.compare_exchange(old, new, Ordering::AcqRel, Ordering::Acquire).is_ok()
+        self.word
+            .compare_exchange(old, new, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
     }
 
     /// Retires the part if it is still in generation `gen` and not retired yet; false means a
@@ -233,7 +247,10 @@ impl NodePart {
                 return false;
             }
             let new = (gen << 2) | PartState::Retired.to_bits();
-            match self.word.compare_exchange(cur, new, Ordering::AcqRel, Ordering::Acquire) {
+            match self
+                .word
+                .compare_exchange(cur, new, Ordering::AcqRel, Ordering::Acquire)
+            {
                 Ok(_) => return true,
                 Err(c) => cur = c,
             }
@@ -258,10 +275,16 @@ mod tests {
         assert!(p.transition(0, PartState::Live, PartState::Draining));
         assert!(!p.accepts_new_slabs());
         assert!(p.retire(0));
-        assert!(!p.retire(0), "a second retire of the same generation is refused");
+        assert!(
+            !p.retire(0),
+            "a second retire of the same generation is refused"
+        );
         assert!(p.transition(0, PartState::Retired, PartState::Live));
         assert_eq!(p.snapshot(), (1, PartState::Live));
-        assert!(!p.retire(0), "a stale generation cannot retire the reused part");
+        assert!(
+            !p.retire(0),
+            "a stale generation cannot retire the reused part"
+        );
         assert!(p.retire(1));
     }
 }

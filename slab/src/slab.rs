@@ -103,11 +103,15 @@ impl Slab {
             capacity,
             stride,
             freeptr_off,
-            recip: ((1u64 << RECIP_SHIFT) + stride as u64 - 1) / stride as u64,
+            recip: (1u64 << RECIP_SHIFT).div_ceil(stride as u64),
             node,
             cache,
             // SAFETY: a non-null cache pointer names live cache metadata (tests pass null).
-            tcs: if cache.is_null() { ptr::null() } else { unsafe { (*cache).tcs } },
+            tcs: if cache.is_null() {
+                ptr::null()
+            } else {
+                unsafe { (*cache).tcs }
+            },
             part,
             prev: Cell::new(ptr::null_mut()),
             next: Cell::new(ptr::null_mut()),
@@ -133,7 +137,11 @@ impl Slab {
     #[inline(always)]
     pub unsafe fn set_fp(&self, obj: *mut u8, next: *mut u8) {
         // SAFETY: as in get_fp.
-        unsafe { obj.add(self.freeptr_off as usize).cast::<*mut u8>().write(next) }
+        unsafe {
+            obj.add(self.freeptr_off as usize)
+                .cast::<*mut u8>()
+                .write(next)
+        }
     }
 
     /// The calling thread's cache of this slab's cache (null if it has none yet).
@@ -145,7 +153,9 @@ impl Slab {
 
     /// Objects free in this slab right now as seen by the owner: private + uncarved + remote.
     pub fn free_objects(&self) -> u32 {
-        self.free_count.get() + (self.capacity - self.bump.get()) + remote_count(self.remote.load(Ordering::Acquire))
+        self.free_count.get()
+            + (self.capacity - self.bump.get())
+            + remote_count(self.remote.load(Ordering::Acquire))
     }
 
     /// Objects handed out and not yet freed (owner's view).
@@ -234,7 +244,10 @@ impl Slab {
             // SAFETY: obj is free and belongs to the caller until the CAS publishes it.
             unsafe { self.set_fp(obj, head) };
             let new = (obj as usize) | ((count + 1) << REMOTE_PTR_BITS);
-            match self.remote.compare_exchange_weak(old, new, Ordering::Release, Ordering::Relaxed) {
+            match self
+                .remote
+                .compare_exchange_weak(old, new, Ordering::Release, Ordering::Relaxed)
+            {
                 Ok(_) => return,
                 Err(cur) => old = cur,
             }
@@ -315,7 +328,10 @@ pub(crate) fn geometry(stride: usize) -> Option<SlabGeometry> {
     if capacity == 0 || capacity > u16::MAX as usize {
         return None;
     }
-    Some(SlabGeometry { units: units as u32, capacity: capacity as u32 })
+    Some(SlabGeometry {
+        units: units as u32,
+        capacity: capacity as u32,
+    })
 }
 
 #[cfg(test)]
@@ -324,16 +340,31 @@ mod tests {
 
     #[test]
     fn reciprocal_object_index_is_exact() {
-        for stride in (8..=4096).step_by(8).chain([5120, 6144, 7168, 8192, 10240, 12288, 14336, 16384, 20480, 24576, 28672, 32768, 262144]) {
+        for stride in (8..=4096).step_by(8).chain([
+            5120, 6144, 7168, 8192, 10240, 12288, 14336, 16384, 20480, 24576, 28672, 32768, 262144,
+        ]) {
             let g = geometry(stride).unwrap();
-            let s = Slab::new(core::ptr::null_mut(), g.units, g.capacity, stride as u32, 0, NodeId::new(0), ptr::null(), ptr::null());
+            let s = Slab::new(
+                core::ptr::null_mut(),
+                g.units,
+                g.capacity,
+                stride as u32,
+                0,
+                NodeId::new(0),
+                ptr::null(),
+                ptr::null(),
+            );
             let span = g.units as usize * crate::mem::UNIT;
             let mut off = 0;
             while off < span {
                 for d in [0usize, 1, stride - 1] {
                     let o = off + d;
                     let want = o % stride == 0 && o / stride < g.capacity as usize;
-                    assert_eq!(s.is_object_start(o as *mut u8), want, "stride {stride} offset {o}");
+                    assert_eq!(
+                        s.is_object_start(o as *mut u8),
+                        want,
+                        "stride {stride} offset {o}"
+                    );
                 }
                 off += stride;
             }

@@ -59,7 +59,12 @@ impl fmt::Display for SlabInfoRow {
         write!(
             f,
             "{:<22} {:>13} {:>10} {:>9} {:>12} {:>14} :",
-            self.name, self.active_objs, self.num_objs, self.objsize, self.objperslab, self.pagesperslab
+            self.name,
+            self.active_objs,
+            self.num_objs,
+            self.objsize,
+            self.objperslab,
+            self.pagesperslab
         )?;
         for (nid, n) in self.node_slabs.iter().enumerate() {
             write!(f, " N{nid}={n}")?;

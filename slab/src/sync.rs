@@ -2,7 +2,9 @@
 //! plus the asymmetric barrier pair the thread-cache revocation protocol needs.
 //! It owns no allocator state; the memory layer (`mem/`) uses std atomics directly instead.
 
-pub(crate) use hotslab_hotplug::sync::atomic::{fence, AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+pub(crate) use hotslab_hotplug::sync::atomic::{
+    fence, AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering,
+};
 pub(crate) use hotslab_hotplug::sync::{lock, spin_wait, Mutex, MutexGuard};
 
 /// The cheap half of the asymmetric barrier, run by a thread cache's owner on the fast path between
@@ -42,7 +44,14 @@ mod membarrier {
     fn call(cmd: libc::c_long) -> libc::c_long {
         // SAFETY: membarrier(cmd, flags=0, cpu_id=0) takes no pointers; an unknown command fails
         // with EINVAL, an unsupported kernel with ENOSYS.
-        unsafe { libc::syscall(libc::SYS_membarrier, cmd, 0 as libc::c_long, 0 as libc::c_long) }
+        unsafe {
+            libc::syscall(
+                libc::SYS_membarrier,
+                cmd,
+                0 as libc::c_long,
+                0 as libc::c_long,
+            )
+        }
     }
 
     fn probe() -> u8 {

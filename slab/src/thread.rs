@@ -19,7 +19,10 @@ use hotslab_numa::NodeId;
 use crate::cache::CacheInner;
 use crate::node::NodePart;
 use crate::slab::{ListKind, Slab};
-use crate::sync::{heavy_barrier, light_barrier, lock, spin_wait, AtomicBool, AtomicPtr, AtomicU64, Mutex, Ordering};
+use crate::sync::{
+    heavy_barrier, light_barrier, lock, spin_wait, AtomicBool, AtomicPtr, AtomicU64, Mutex,
+    Ordering,
+};
 
 /// Concurrent threads with a fast path; further threads use the locked direct path.
 #[cfg(not(loom))]
@@ -63,7 +66,10 @@ impl ThreadCache {
     #[inline(always)]
     fn bump(counter: &AtomicU64) {
         // Owner-only counter: a load and a store, no read-modify-write on the fast path.
-        counter.store(counter.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
+        counter.store(
+            counter.load(Ordering::Relaxed).wrapping_add(1),
+            Ordering::Relaxed,
+        );
     }
 }
 
@@ -117,13 +123,20 @@ mod slots {
             let mut cur = word.load(Ordering::Relaxed);
             while cur != u64::MAX {
                 let bit = (!cur).trailing_zeros() as usize;
-                match word.compare_exchange_weak(cur, cur | (1 << bit), Ordering::AcqRel, Ordering::Relaxed) {
+                match word.compare_exchange_weak(
+                    cur,
+                    cur | (1 << bit),
+                    Ordering::AcqRel,
+                    Ordering::Relaxed,
+                ) {
                     Ok(_) => {
                         let slot = w * 64 + bit;
                         let _ = SLOT.try_with(|s| s.set(slot as u32));
                         // SAFETY: key is a valid pthread key; a non-null value makes the
                         // destructor run at thread exit with that value.
-                        unsafe { libc::pthread_setspecific(key, (slot + 1) as *const libc::c_void) };
+                        unsafe {
+                            libc::pthread_setspecific(key, (slot + 1) as *const libc::c_void)
+                        };
                         return Some(slot);
                     }
                     Err(c) => cur = c,
@@ -144,7 +157,12 @@ mod slots {
         if unsafe { libc::pthread_key_create(&mut key, Some(on_thread_exit)) } != 0 {
             return None;
         }
-        match KEY.compare_exchange(usize::MAX, key as usize, Ordering::AcqRel, Ordering::Acquire) {
+        match KEY.compare_exchange(
+            usize::MAX,
+            key as usize,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        ) {
             Ok(_) => Some(key),
             Err(winner) => {
                 // SAFETY: our key was never handed out.
@@ -184,7 +202,10 @@ mod slots {
     }
 
     pub fn in_use() -> usize {
-        BITMAP.iter().map(|w| w.load(Ordering::Relaxed).count_ones() as usize).sum()
+        BITMAP
+            .iter()
+            .map(|w| w.load(Ordering::Relaxed).count_ones() as usize)
+            .sum()
     }
 }
 
@@ -346,9 +367,13 @@ fn alloc_slow(cache: &CacheInner, slot: usize, want: Option<NodeId>) -> *mut u8 
     let mut order = [NodeId::new(0); 64];
     let n = cache.domain().fallback(start, &mut order);
     for &nid in &order[..n] {
-        let Some(part) = cache.part_for_alloc(nid) else { continue };
+        let Some(part) = cache.part_for_alloc(nid) else {
+            continue;
+        };
         // SAFETY: the part outlives this call (parts are quarantined, never freed under us).
-        let Some(s) = (unsafe { acquire(cache, part, tc as *const ThreadCache as usize) }) else { continue };
+        let Some(s) = (unsafe { acquire(cache, part, tc as *const ThreadCache as usize) }) else {
+            continue;
+        };
         tc.cur.store(s, Ordering::Relaxed);
         // SAFETY: we own s now.
         let obj = unsafe { refill_from(cache, &*s) };
@@ -452,7 +477,9 @@ fn alloc_direct(cache: &CacheInner, want: Option<NodeId>) -> *mut u8 {
     let mut order = [NodeId::new(0); 64];
     let n = cache.domain().fallback(start, &mut order);
     for &nid in &order[..n] {
-        let Some(part) = cache.part_for_alloc(nid) else { continue };
+        let Some(part) = cache.part_for_alloc(nid) else {
+            continue;
+        };
         let mut lists = part.lock();
         if !part.accepts_new_slabs() {
             continue;
@@ -498,6 +525,7 @@ pub(crate) fn revoke(cache: &CacheInner, tc: &ThreadCache) {
     }
 }
 
+#[cfg_attr(loom, allow(dead_code))]
 /// Thread exit: give back this slot's slab of `cache` (the thread cache itself stays, for the
 /// next thread that gets the slot).
 pub(crate) fn flush_slot(cache: &CacheInner, slot: usize) {

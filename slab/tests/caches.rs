@@ -14,7 +14,10 @@ fn n(i: u16) -> NodeId {
 }
 
 fn quiet() -> DomainConfig {
-    DomainConfig { kmalloc: false, ..DomainConfig::default() }
+    DomainConfig {
+        kmalloc: false,
+        ..DomainConfig::default()
+    }
 }
 
 #[test]
@@ -51,20 +54,46 @@ fn alloc_free_roundtrip_and_stats() {
 #[test]
 fn invalid_parameters_are_errors() {
     let d = SlabDomain::simulated_with(1, quiet()).unwrap();
-    assert_eq!(d.create_cache(CacheConfig::new("zero", 0)).unwrap_err(), CacheError::InvalidSize(0));
-    assert!(matches!(d.create_cache(CacheConfig::new("huge", 1 << 30)), Err(CacheError::InvalidSize(_))));
-    assert_eq!(d.create_cache(CacheConfig::new("odd", 64).align(24)).unwrap_err(), CacheError::InvalidAlign(24));
-    assert_eq!(d.create_cache(CacheConfig::new("big", 64).align(1 << 20)).unwrap_err(), CacheError::InvalidAlign(1 << 20));
+    assert_eq!(
+        d.create_cache(CacheConfig::new("zero", 0)).unwrap_err(),
+        CacheError::InvalidSize(0)
+    );
+    assert!(matches!(
+        d.create_cache(CacheConfig::new("huge", 1 << 30)),
+        Err(CacheError::InvalidSize(_))
+    ));
+    assert_eq!(
+        d.create_cache(CacheConfig::new("odd", 64).align(24))
+            .unwrap_err(),
+        CacheError::InvalidAlign(24)
+    );
+    assert_eq!(
+        d.create_cache(CacheConfig::new("big", 64).align(1 << 20))
+            .unwrap_err(),
+        CacheError::InvalidAlign(1 << 20)
+    );
     let c = d.create_cache(CacheConfig::new("ok", 64)).unwrap();
-    assert!(matches!(c.alloc_node(n(7)), Err(CacheError::UnknownNode(7))));
+    assert!(matches!(
+        c.alloc_node(n(7)),
+        Err(CacheError::UnknownNode(7))
+    ));
     let x = 5u64;
-    assert!(matches!(c.free(NonNull::from(&x).cast()), Err(CacheError::ForeignPointer(_))));
+    assert!(matches!(
+        c.free(NonNull::from(&x).cast()),
+        Err(CacheError::ForeignPointer(_))
+    ));
     let p = c.alloc().unwrap();
     // SAFETY: in-bounds of the 64-byte object.
     let interior = unsafe { NonNull::new_unchecked(p.as_ptr().add(8)) };
-    assert!(matches!(c.free(interior), Err(CacheError::InteriorPointer(_))));
+    assert!(matches!(
+        c.free(interior),
+        Err(CacheError::InteriorPointer(_))
+    ));
     let other = d.create_cache(CacheConfig::new("other", 64)).unwrap();
-    assert!(matches!(other.free(p), Err(CacheError::ForeignPointer(_))), "free into the wrong cache is refused");
+    assert!(
+        matches!(other.free(p), Err(CacheError::ForeignPointer(_))),
+        "free into the wrong cache is refused"
+    );
     c.free(p).unwrap();
     c.destroy().unwrap();
     assert_eq!(c.alloc().unwrap_err(), CacheError::Destroyed);
@@ -82,11 +111,19 @@ fn destroy_with_live_objects_is_refused_and_keeps_them() {
         // SAFETY: live 48-byte objects.
         unsafe { p.as_ptr().write_bytes(0x5a, 48) };
     }
-    assert_eq!(c.destroy().unwrap_err(), CacheError::LiveObjects { name: "leaky", count: 10 });
+    assert_eq!(
+        c.destroy().unwrap_err(),
+        CacheError::LiveObjects {
+            name: "leaky",
+            count: 10
+        }
+    );
     // Nothing was freed: contents intact, cache still usable.
     for p in &keep {
         // SAFETY: still live.
-        assert!(unsafe { std::slice::from_raw_parts(p.as_ptr(), 48) }.iter().all(|&b| b == 0x5a));
+        assert!(unsafe { std::slice::from_raw_parts(p.as_ptr(), 48) }
+            .iter()
+            .all(|&b| b == 0x5a));
     }
     let extra = c.alloc().unwrap();
     c.free(extra).unwrap();
@@ -107,11 +144,16 @@ fn ctor(p: *mut u8) {
 #[test]
 fn constructor_runs_once_per_object_and_state_survives_free() {
     let d = SlabDomain::simulated_with(1, quiet()).unwrap();
-    let c = d.create_cache(CacheConfig::new("ctor", 40).ctor(ctor)).unwrap();
+    let c = d
+        .create_cache(CacheConfig::new("ctor", 40).ctor(ctor))
+        .unwrap();
     let a: Vec<_> = (0..200).map(|_| c.alloc().unwrap()).collect();
     for p in &a {
         // SAFETY: live 40-byte objects, constructed.
-        assert_eq!(unsafe { p.as_ptr().cast::<[u64; 5]>().read() }, [0xc0ffee; 5]);
+        assert_eq!(
+            unsafe { p.as_ptr().cast::<[u64; 5]>().read() },
+            [0xc0ffee; 5]
+        );
     }
     let runs = CTOR_RUNS.load(std::sync::atomic::Ordering::Relaxed);
     assert!(runs >= 200);
@@ -121,9 +163,16 @@ fn constructor_runs_once_per_object_and_state_survives_free() {
     let b: Vec<_> = (0..200).map(|_| c.alloc().unwrap()).collect();
     for p in &b {
         // SAFETY: as above; the free pointer lives outside the object, so the state survived.
-        assert_eq!(unsafe { p.as_ptr().cast::<[u64; 5]>().read() }, [0xc0ffee; 5]);
+        assert_eq!(
+            unsafe { p.as_ptr().cast::<[u64; 5]>().read() },
+            [0xc0ffee; 5]
+        );
     }
-    assert_eq!(CTOR_RUNS.load(std::sync::atomic::Ordering::Relaxed), runs, "no constructor run on reuse");
+    assert_eq!(
+        CTOR_RUNS.load(std::sync::atomic::Ordering::Relaxed),
+        runs,
+        "no constructor run on reuse"
+    );
     for p in b {
         c.free(p).unwrap();
     }
@@ -132,11 +181,19 @@ fn constructor_runs_once_per_object_and_state_survives_free() {
 #[test]
 fn hwcache_alignment() {
     let d = SlabDomain::simulated_with(1, quiet()).unwrap();
-    let big = d.create_cache(CacheConfig::new("hw100", 100).flags(CacheFlags::HWCACHE_ALIGN)).unwrap();
-    let small = d.create_cache(CacheConfig::new("hw20", 20).flags(CacheFlags::HWCACHE_ALIGN)).unwrap();
+    let big = d
+        .create_cache(CacheConfig::new("hw100", 100).flags(CacheFlags::HWCACHE_ALIGN))
+        .unwrap();
+    let small = d
+        .create_cache(CacheConfig::new("hw20", 20).flags(CacheFlags::HWCACHE_ALIGN))
+        .unwrap();
     for _ in 0..100 {
         assert_eq!(big.alloc().unwrap().as_ptr() as usize % 64, 0);
-        assert_eq!(small.alloc().unwrap().as_ptr() as usize % 32, 0, "halved while the object fits in half a line");
+        assert_eq!(
+            small.alloc().unwrap().as_ptr() as usize % 32,
+            0,
+            "halved while the object fits in half a line"
+        );
     }
     assert_eq!(big.stats().unwrap().stride, 128);
     assert_eq!(small.stats().unwrap().stride, 32);
@@ -154,9 +211,17 @@ fn allocations_come_from_the_requested_nodes_part() {
             objs.push(p);
         }
     }
-    let row = d.slabinfo().into_iter().find(|r| r.name == "pernode").unwrap();
+    let row = d
+        .slabinfo()
+        .into_iter()
+        .find(|r| r.name == "pernode")
+        .unwrap();
     assert_eq!(row.active_objs, 1200);
-    assert!(row.node_slabs.iter().all(|&s| s >= 1), "every node has slabs: {:?}", row.node_slabs);
+    assert!(
+        row.node_slabs.iter().all(|&s| s >= 1),
+        "every node has slabs: {:?}",
+        row.node_slabs
+    );
     for p in objs {
         c.free(p).unwrap();
     }
@@ -182,7 +247,9 @@ fn cross_thread_free_and_producer_consumer_stay_bounded() {
     let mut peak = 0;
     let rounds = 400;
     for r in 0..rounds {
-        let batch: Vec<usize> = (0..1000).map(|_| c.alloc().unwrap().as_ptr() as usize).collect();
+        let batch: Vec<usize> = (0..1000)
+            .map(|_| c.alloc().unwrap().as_ptr() as usize)
+            .collect();
         tx.send(batch).unwrap();
         if r > 50 {
             peak = peak.max(d.committed_bytes());
@@ -220,14 +287,26 @@ fn thread_churn_returns_slabs() {
         after_round.push(d.committed_bytes());
     }
     assert_eq!(c.stats().unwrap().active_objects, 0);
-    assert!(after_round.windows(2).all(|w| w[1] <= w[0].max(1 << 20)), "no growth across rounds: {after_round:?}");
-    assert!(hotslab::thread_slots_in_use() < 64, "exited threads gave their slots back");
+    assert!(
+        after_round.windows(2).all(|w| w[1] <= w[0].max(1 << 20)),
+        "no growth across rounds: {after_round:?}"
+    );
+    assert!(
+        hotslab::thread_slots_in_use() < 64,
+        "exited threads gave their slots back"
+    );
 }
 
 #[test]
 fn offline_with_live_objects_is_refused_and_nothing_is_lost() {
-    let d = SlabDomain::simulated_with(4, DomainConfig { drain_timeout: std::time::Duration::from_millis(20), ..quiet() })
-        .unwrap();
+    let d = SlabDomain::simulated_with(
+        4,
+        DomainConfig {
+            drain_timeout: std::time::Duration::from_millis(20),
+            ..quiet()
+        },
+    )
+    .unwrap();
     let c = d.create_cache(CacheConfig::new("pinned", 512)).unwrap();
     let objs: Vec<_> = (0..100).map(|_| c.alloc_node(n(3)).unwrap()).collect();
     for p in &objs {
@@ -236,12 +315,23 @@ fn offline_with_live_objects_is_refused_and_nothing_is_lost() {
     }
     let err = d.offline_node(n(3)).unwrap_err();
     assert!(err.is_busy(), "got {err:?}");
-    assert!(matches!(err, HotplugError::Vetoed { error: NotifyError::Busy, .. }));
-    assert!(d.hotplug().states.has_memory().test(n(3)), "node 3 still has memory");
+    assert!(matches!(
+        err,
+        HotplugError::Vetoed {
+            error: NotifyError::Busy,
+            ..
+        }
+    ));
+    assert!(
+        d.hotplug().states.has_memory().test(n(3)),
+        "node 3 still has memory"
+    );
     assert!(d.check_invariants().ok());
     for p in &objs {
         // SAFETY: still live.
-        assert!(unsafe { std::slice::from_raw_parts(p.as_ptr(), 512) }.iter().all(|&b| b == 0x77));
+        assert!(unsafe { std::slice::from_raw_parts(p.as_ptr(), 512) }
+            .iter()
+            .all(|&b| b == 0x77));
         assert_eq!(c.node_of(*p), Some(n(3)));
     }
     // New allocations on node 3 still work after the refused offline.
@@ -278,7 +368,7 @@ fn idle_thread_holding_a_slab_does_not_block_offline() {
         c2.free(p).unwrap();
         r2.wait();
         d2.wait(); // idle until the offline is over
-        // The revoked thread keeps working afterwards, on a node that has memory.
+                   // The revoked thread keeps working afterwards, on a node that has memory.
         let q = c2.alloc().unwrap();
         assert_ne!(c2.node_of(q), Some(NodeId::new(1)));
         c2.free(q).unwrap();
@@ -298,7 +388,11 @@ fn forced_offline_drains_then_retires() {
     let objs: Vec<_> = (0..50).map(|_| c.alloc_node(n(2)).unwrap()).collect();
     d.offline_node_forced(n(2)).unwrap();
     assert!(!d.hotplug().states.has_memory().test(n(2)));
-    assert_eq!(c.part_state(n(2)), Some(hotslab::PartState::Draining), "live objects keep the part draining");
+    assert_eq!(
+        c.part_state(n(2)),
+        Some(hotslab::PartState::Draining),
+        "live objects keep the part draining"
+    );
     // Frees are still accepted; no new slab is made on node 2.
     let q = c.alloc_node(n(2)).unwrap();
     assert_ne!(c.node_of(q), Some(n(2)));
@@ -308,23 +402,45 @@ fn forced_offline_drains_then_retires() {
     }
     c.shrink().unwrap();
     d.shrink_all();
-    assert_eq!(c.part_state(n(2)), Some(hotslab::PartState::Retired), "retired once empty");
+    assert_eq!(
+        c.part_state(n(2)),
+        Some(hotslab::PartState::Retired),
+        "retired once empty"
+    );
     assert!(d.check_invariants().ok());
     d.online_node(n(2)).unwrap();
-    assert_eq!(c.part_state(n(2)), Some(hotslab::PartState::Live), "quarantined part reused");
+    assert_eq!(
+        c.part_state(n(2)),
+        Some(hotslab::PartState::Live),
+        "quarantined part reused"
+    );
     assert_eq!(d.violations.total(), 0);
 }
 
 #[test]
 fn failed_online_leaves_state_unchanged() {
     let d = SlabDomain::simulated_with(3, quiet()).unwrap();
-    let caches: Vec<_> = (0..4).map(|i| d.create_cache(CacheConfig::new(["a", "b", "c", "d"][i], 32)).unwrap()).collect();
+    let caches: Vec<_> = (0..4)
+        .map(|i| {
+            d.create_cache(CacheConfig::new(["a", "b", "c", "d"][i], 32))
+                .unwrap()
+        })
+        .collect();
     d.offline_node(n(1)).unwrap();
     // Two caches reuse quarantined parts; make brand-new part allocations fail.
     let fresh = d.create_cache(CacheConfig::new("fresh", 32)).unwrap();
     d.fail_part_alloc_after(0);
     let err = d.online_node(n(1)).unwrap_err();
-    assert!(matches!(err, HotplugError::Vetoed { error: NotifyError::NoMemory, .. }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            HotplugError::Vetoed {
+                error: NotifyError::NoMemory,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     d.clear_part_faults();
     assert!(!d.hotplug().states.has_memory().test(n(1)));
     assert!(d.check_invariants().ok(), "{:?}", d.check_invariants());
@@ -340,8 +456,14 @@ fn failed_online_leaves_state_unchanged() {
 
 #[test]
 fn hotplug_during_allocation_keeps_invariants_and_loses_nothing() {
-    let d = SlabDomain::simulated_with(4, DomainConfig { drain_timeout: std::time::Duration::from_millis(5), ..quiet() })
-        .unwrap();
+    let d = SlabDomain::simulated_with(
+        4,
+        DomainConfig {
+            drain_timeout: std::time::Duration::from_millis(5),
+            ..quiet()
+        },
+    )
+    .unwrap();
     let c = d.create_cache(CacheConfig::new("busy", 200)).unwrap();
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let workers: Vec<_> = (0..2)
@@ -359,7 +481,11 @@ fn hotplug_during_allocation_keeps_invariants_and_loses_nothing() {
                     if live.len() > 64 {
                         let (q, tag) = live.swap_remove((i % 64) as usize);
                         // SAFETY: still live.
-                        assert_eq!(unsafe { q.as_ptr().cast::<u64>().read() }, tag, "object corrupted");
+                        assert_eq!(
+                            unsafe { q.as_ptr().cast::<u64>().read() },
+                            tag,
+                            "object corrupted"
+                        );
                         c.free(q).unwrap();
                     }
                 }
@@ -406,6 +532,11 @@ fn shrink_returns_empty_slabs_to_the_page_source() {
     }
     let freed = c.shrink().unwrap();
     assert!(freed > 0);
-    assert!(d.committed_bytes() <= before + (1 << 20), "shrink gave memory back: {} -> {}", full, d.committed_bytes());
+    assert!(
+        d.committed_bytes() <= before + (1 << 20),
+        "shrink gave memory back: {} -> {}",
+        full,
+        d.committed_bytes()
+    );
     c.destroy().unwrap();
 }

@@ -10,7 +10,11 @@ static A: hotslab::SlabAlloc = hotslab::SlabAlloc::new();
 
 fn served_allocs() -> u64 {
     let d = hotslab::default_domain().expect("default domain");
-    d.slabinfo().iter().filter(|r| r.name.starts_with("kmalloc-")).map(|r| r.allocs).sum()
+    d.slabinfo()
+        .iter()
+        .filter(|r| r.name.starts_with("kmalloc-"))
+        .map(|r| r.allocs)
+        .sum()
 }
 
 #[test]
@@ -28,7 +32,9 @@ fn collections_and_strings() {
         b.insert(v.iter().copied().sum::<u32>() as u64, k.clone());
     }
     assert_eq!(b.len(), 997);
-    let s: String = (0..10_000).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
+    let s: String = (0..10_000)
+        .map(|i| char::from(b'a' + (i % 26) as u8))
+        .collect();
     assert_eq!(s.len(), 10_000);
     assert_eq!(s.matches("xyz").count(), 10_000 / 26);
     let mut big: Vec<u64> = Vec::new();
@@ -39,7 +45,10 @@ fn collections_and_strings() {
     big.truncate(10);
     big.shrink_to_fit();
     assert_eq!(big, (0..10).map(|i| i * 3).collect::<Vec<_>>());
-    assert!(served_allocs() > before + 20_000, "hotslab served the traffic");
+    assert!(
+        served_allocs() > before + 20_000,
+        "hotslab served the traffic"
+    );
 }
 
 #[test]
@@ -80,9 +89,19 @@ fn threads_arcs_and_channels() {
 fn many_short_threads() {
     for round in 0..10 {
         let hs: Vec<_> = (0..100)
-            .map(|i| std::thread::spawn(move || (0..100).map(|j| format!("{round}-{i}-{j}")).collect::<Vec<_>>().len()))
+            .map(|i| {
+                std::thread::spawn(move || {
+                    (0..100)
+                        .map(|j| format!("{round}-{i}-{j}"))
+                        .collect::<Vec<_>>()
+                        .len()
+                })
+            })
             .collect();
-        assert_eq!(hs.into_iter().map(|h| h.join().unwrap()).sum::<usize>(), 10_000);
+        assert_eq!(
+            hs.into_iter().map(|h| h.join().unwrap()).sum::<usize>(),
+            10_000
+        );
     }
 }
 

@@ -13,7 +13,18 @@ fn sizes_and_alignments() {
     let mut live = Vec::new();
     for shift in 0..=20 {
         let align = 1usize << shift;
-        for size in [0usize, 1, 7, 8, 24, 100, 4096, 40_000, 1 << 20, (1 << 20) + 3] {
+        for size in [
+            0usize,
+            1,
+            7,
+            8,
+            24,
+            100,
+            4096,
+            40_000,
+            1 << 20,
+            (1 << 20) + 3,
+        ] {
             let l = Layout::from_size_align(size, align).unwrap();
             // SAFETY: a valid layout (zero size is served with a unique block too).
             let p = unsafe { A.alloc(l) };
@@ -29,7 +40,9 @@ fn sizes_and_alignments() {
     for (p, l) in live {
         // SAFETY: p is live with layout l and filled with 0xa5.
         unsafe {
-            assert!(std::slice::from_raw_parts(p, l.size()).iter().all(|&b| b == 0xa5));
+            assert!(std::slice::from_raw_parts(p, l.size())
+                .iter()
+                .all(|&b| b == 0xa5));
             A.dealloc(p, l);
         }
     }
@@ -37,7 +50,11 @@ fn sizes_and_alignments() {
 
 #[test]
 fn impossible_sizes_give_null() {
-    for size in [isize::MAX as usize - 4095, (isize::MAX as usize) / 2, 1usize << 62] {
+    for size in [
+        isize::MAX as usize - 4095,
+        (isize::MAX as usize) / 2,
+        1usize << 62,
+    ] {
         let l = Layout::from_size_align(size, 8).unwrap();
         // SAFETY: valid layout; the allocator must refuse it.
         assert!(unsafe { A.alloc(l) }.is_null(), "size {size}");
@@ -54,7 +71,10 @@ fn zeroed_is_zero_even_on_reuse() {
             p.write_bytes(0xff, size);
             A.dealloc(p, l);
             let q = A.alloc_zeroed(l);
-            assert!(std::slice::from_raw_parts(q, size).iter().all(|&b| b == 0), "size {size}");
+            assert!(
+                std::slice::from_raw_parts(q, size).iter().all(|&b| b == 0),
+                "size {size}"
+            );
             A.dealloc(q, l);
         }
     }

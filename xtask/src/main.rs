@@ -46,20 +46,57 @@ struct Ctx {
 
 fn stages() -> Vec<Stage> {
     vec![
-        Stage { name: "deps", timeout: 900, full_only: false, run: stage_deps },
-        Stage { name: "fmt", timeout: 120, full_only: false, run: stage_fmt },
-        Stage { name: "clippy", timeout: 900, full_only: false, run: stage_clippy },
-        Stage { name: "test", timeout: 1200, full_only: false, run: stage_test },
-        Stage { name: "no-hwloc", timeout: 600, full_only: false, run: stage_no_hwloc },
-        Stage { name: "loom", timeout: 900, full_only: false, run: stage_loom },
-        Stage { name: "miri", timeout: 900, full_only: false, run: stage_miri },
+        Stage {
+            name: "deps",
+            timeout: 900,
+            full_only: false,
+            run: stage_deps,
+        },
+        Stage {
+            name: "fmt",
+            timeout: 120,
+            full_only: false,
+            run: stage_fmt,
+        },
+        Stage {
+            name: "clippy",
+            timeout: 900,
+            full_only: false,
+            run: stage_clippy,
+        },
+        Stage {
+            name: "test",
+            timeout: 1200,
+            full_only: false,
+            run: stage_test,
+        },
+        Stage {
+            name: "no-hwloc",
+            timeout: 600,
+            full_only: false,
+            run: stage_no_hwloc,
+        },
+        Stage {
+            name: "loom",
+            timeout: 900,
+            full_only: false,
+            run: stage_loom,
+        },
+        Stage {
+            name: "miri",
+            timeout: 900,
+            full_only: false,
+            run: stage_miri,
+        },
     ]
 }
 
 fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();
     let root = workspace_root();
-    let ci = env::var("CI").map(|v| v == "true" || v == "1").unwrap_or(false);
+    let ci = env::var("CI")
+        .map(|v| v == "true" || v == "1")
+        .unwrap_or(false);
     let full = args.iter().any(|a| a == "--full");
     let ctx = Ctx { root, ci, full };
     let result = match args.first().map(String::as_str) {
@@ -82,7 +119,10 @@ fn main() -> ExitCode {
 
 fn workspace_root() -> PathBuf {
     let manifest = env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| ".".into());
-    Path::new(&manifest).parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."))
+    Path::new(&manifest)
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
 }
 
 fn run_stages(ctx: &Ctx, args: &[String]) -> Result<(), String> {
@@ -125,7 +165,10 @@ fn run_stages(ctx: &Ctx, args: &[String]) -> Result<(), String> {
         println!("== stage {} {verdict} in {secs:.1} s", stage.name);
         summary.push((stage.name, verdict, secs));
     }
-    println!("\n== summary ({:.1} s in all)", started.elapsed().as_secs_f64());
+    println!(
+        "\n== summary ({:.1} s in all)",
+        started.elapsed().as_secs_f64()
+    );
     for (name, verdict, secs) in &summary {
         println!("  {name:<10} {secs:>7.1} s  {verdict}");
     }
@@ -153,7 +196,9 @@ fn run(ctx: &Ctx, cmd: &mut Command) -> Result<(), String> {
     cmd.current_dir(&ctx.root);
     let shown = format!("{cmd:?}");
     println!("$ {shown}");
-    let mut child = cmd.spawn().map_err(|e| format!("cannot start {shown}: {e}"))?;
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("cannot start {shown}: {e}"))?;
     let deadline = DEADLINE.with(|c| c.get());
     loop {
         match child.try_wait() {
@@ -176,11 +221,17 @@ fn cargo() -> Command {
 }
 
 fn succeeds(cmd: &mut Command) -> bool {
-    cmd.stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
+    cmd.stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 fn is_root() -> bool {
-    Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0"))
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0"))
 }
 
 /// A stage whose tool is missing: a failure under CI, a warning by hand.
@@ -206,24 +257,38 @@ fn stage_deps(ctx: &Ctx) -> Result<(), String> {
     } else {
         println!("   installing apt packages: {}", missing.join(" "));
         let sudo = !is_root();
-        let mut update = if sudo { Command::new("sudo") } else { Command::new("apt-get") };
+        let mut update = if sudo {
+            Command::new("sudo")
+        } else {
+            Command::new("apt-get")
+        };
         if sudo {
             update.arg("apt-get");
         }
         run(ctx, update.args(["update", "-qq"]))?;
-        let mut install = if sudo { Command::new("sudo") } else { Command::new("apt-get") };
+        let mut install = if sudo {
+            Command::new("sudo")
+        } else {
+            Command::new("apt-get")
+        };
         if sudo {
             install.arg("apt-get");
         }
         install.env("DEBIAN_FRONTEND", "noninteractive");
-        run(ctx, install.args(["install", "-y", "-qq", "--no-install-recommends"]).args(&missing))?;
+        run(
+            ctx,
+            install
+                .args(["install", "-y", "-qq", "--no-install-recommends"])
+                .args(&missing),
+        )?;
     }
     ensure_nightly(ctx)
 }
 
 /// Installs the pinned nightly with Miri and rust-src (used by the miri and fuzz stages).
 fn ensure_nightly(ctx: &Ctx) -> Result<(), String> {
-    let has_miri = succeeds(Command::new("cargo").args([&format!("+{NIGHTLY}"), "miri", "--version"]));
+    let has_miri =
+        succeeds(Command::new("cargo").args([&format!("+{NIGHTLY}"), "miri", "--version"]));
     if has_miri {
         println!("   {NIGHTLY} with miri present");
         return Ok(());
@@ -248,7 +313,17 @@ fn stage_fmt(ctx: &Ctx) -> Result<(), String> {
 }
 
 fn stage_clippy(ctx: &Ctx) -> Result<(), String> {
-    run(ctx, cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))
+    run(
+        ctx,
+        cargo().args([
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ]),
+    )
 }
 
 fn stage_test(ctx: &Ctx) -> Result<(), String> {
@@ -277,7 +352,16 @@ fn stage_loom(ctx: &Ctx) -> Result<(), String> {
     cmd.env("RUSTFLAGS", "--cfg loom")
         .env("CARGO_TARGET_DIR", ctx.root.join("target/loom"))
         .env("LOOM_MAX_PREEMPTIONS", "3")
-        .args(["test", "--release", "-p", "hotslab-hotplug", "-p", "hotslab", "--test", "loom_*"]);
+        .args([
+            "test",
+            "--release",
+            "-p",
+            "hotslab-hotplug",
+            "-p",
+            "hotslab",
+            "--test",
+            "loom_*",
+        ]);
     run(ctx, &mut cmd)
 }
 
@@ -287,7 +371,10 @@ fn stage_miri(ctx: &Ctx) -> Result<(), String> {
     }
     let mut cmd = Command::new("cargo");
     cmd.env("CARGO_TARGET_DIR", ctx.root.join("target/miri"))
-        .env("MIRIFLAGS", "-Zmiri-disable-isolation -Zmiri-permissive-provenance")
+        .env(
+            "MIRIFLAGS",
+            "-Zmiri-disable-isolation -Zmiri-permissive-provenance",
+        )
         .args([
             &format!("+{NIGHTLY}"),
             "miri",
@@ -307,7 +394,17 @@ fn stage_miri(ctx: &Ctx) -> Result<(), String> {
 fn run_demo(ctx: &Ctx, args: &[String]) -> Result<(), String> {
     stage_deps(ctx)?;
     let mut cmd = cargo();
-    cmd.args(["run", "--release", "-p", "hotslab", "--features", "pause-points", "--example", "race_demo", "--"])
-        .args(args);
+    cmd.args([
+        "run",
+        "--release",
+        "-p",
+        "hotslab",
+        "--features",
+        "pause-points",
+        "--example",
+        "race_demo",
+        "--",
+    ])
+    .args(args);
     run(ctx, &mut cmd)
 }

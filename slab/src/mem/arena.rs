@@ -201,7 +201,8 @@ impl NodeArena {
             chunk_ref.next = inner.head;
             inner.head = chunk;
             inner.chunks += 1;
-            self.reserved.fetch_add(chunk_ref.units * UNIT, Ordering::Relaxed);
+            self.reserved
+                .fetch_add(chunk_ref.units * UNIT, Ordering::Relaxed);
             match find_run(&chunk_ref.free, k) {
                 Some(start) => Ok(self.take(chunk_ref, start, k)),
                 // Only if the OS returned a span shorter than k units (never for a full chunk).
@@ -621,7 +622,10 @@ mod tests {
             let foreign = NonNull::from(&other).cast::<u8>();
             // SAFETY (all below): invalid frees are detected before anything is touched.
             unsafe {
-                assert_eq!(arena.free_units(&src, foreign, 1), Err(ArenaError::NotOwned));
+                assert_eq!(
+                    arena.free_units(&src, foreign, 1),
+                    Err(ArenaError::NotOwned)
+                );
                 let inner = p.add(8);
                 assert_eq!(arena.free_units(&src, inner, 1), Err(ArenaError::NotOwned));
                 // Range running into free units.

@@ -274,7 +274,11 @@ impl LargeTier {
             })
         };
         // `set` stores with Release, so the descriptor written above is visible to any thread that finds it.
-        if !pagemap::set(base.as_ptr() as usize, 1, desc.expose_provenance() | TAG_LARGE) {
+        if !pagemap::set(
+            base.as_ptr() as usize,
+            1,
+            desc.expose_provenance() | TAG_LARGE,
+        ) {
             // SAFETY: the descriptor was never published; the mapping was never handed out.
             unsafe {
                 meta_free(desc.cast(), Layout::new::<LargeDesc>());
@@ -348,7 +352,13 @@ impl LargeTier {
     /// # Safety
     /// `[ptr, ptr + len)` is a whole mapping obtained by `obtain` (possibly shrunk at its tail), no longer
     /// registered in the page map nor used by anyone.
-    unsafe fn release_span(&self, src: &PageSource, ptr: NonNull<u8>, len: usize, node: Option<NodeId>) {
+    unsafe fn release_span(
+        &self,
+        src: &PageSource,
+        ptr: NonNull<u8>,
+        len: usize,
+        node: Option<NodeId>,
+    ) {
         if len <= CACHE_MAX_SPAN && self.with_cache(|c| room(c, node).is_some()) {
             // Decommit before caching, outside the lock (the mapping is exclusively ours).
             // SAFETY: caller contract.
@@ -709,7 +719,10 @@ mod tests {
     #[test]
     fn limits_reject_bad_layouts() {
         assert_eq!(limits(1, 3), Err(LargeError::InvalidLayout));
-        assert_eq!(limits(isize::MAX as usize, 8), Err(LargeError::InvalidLayout));
+        assert_eq!(
+            limits(isize::MAX as usize, 8),
+            Err(LargeError::InvalidLayout)
+        );
         assert_eq!(limits(usize::MAX, 8), Err(LargeError::InvalidLayout));
         let page = page_size();
         assert_eq!(limits(0, 8), Ok((page, UNIT)));
@@ -719,7 +732,7 @@ mod tests {
     #[test]
     fn tags_fit_descriptor_alignment() {
         assert!(std::mem::align_of::<LargeDesc>() > TAG_MASK);
-        assert!(super::super::meta::META_MIN_BLOCK > TAG_MASK);
+        const { assert!(super::super::meta::META_MIN_BLOCK > TAG_MASK) };
     }
 
     #[test]
@@ -740,7 +753,10 @@ mod tests {
             assert!(usable >= size && usable % page_size() == 0);
             assert_eq!(tier.mapped_bytes(), usable);
             let d = tier.lookup(p).unwrap();
-            assert_eq!((d.base(), d.size(), d.align(), d.node()), (p, size, 8, None));
+            assert_eq!(
+                (d.base(), d.size(), d.align(), d.node()),
+                (p, size, 8, None)
+            );
             fill(p, size, 3);
             let q = tier.realloc(&src, p, 700_000);
             assert!(!q.is_null());
@@ -785,7 +801,10 @@ mod tests {
         unsafe {
             let stack = &local as *const u64 as *mut u8;
             assert_eq!(tier.free(&src, stack), Err(LargeError::Foreign));
-            assert_eq!(tier.free(&src, boxed.as_ptr() as *mut u8), Err(LargeError::Foreign));
+            assert_eq!(
+                tier.free(&src, boxed.as_ptr() as *mut u8),
+                Err(LargeError::Foreign)
+            );
             assert_eq!(tier.free(&src, ptr::null_mut()), Err(LargeError::Foreign));
             assert_eq!(tier.free(&src, p.add(16)), Err(LargeError::NotLarge));
             // Beyond the first unit the object is not registered at all.
@@ -807,7 +826,9 @@ mod tests {
         let tier = LargeTier::new();
         assert!(tier.alloc(&src, isize::MAX as usize, 8, None).is_null());
         assert!(tier.alloc(&src, usize::MAX, 8, None).is_null());
-        assert!(tier.alloc(&src, isize::MAX as usize - UNIT, 8, None).is_null());
+        assert!(tier
+            .alloc(&src, isize::MAX as usize - UNIT, 8, None)
+            .is_null());
         assert!(tier.alloc(&src, 100_000, 3, None).is_null());
         assert_eq!(
             tier.try_alloc(&src, 100_000, 0, None),
@@ -854,7 +875,10 @@ mod tests {
         assert_ne!(small, q);
         // SAFETY: small is ours.
         unsafe { tier.free(&src, small).unwrap() };
-        assert_eq!(tier.cached_bytes(), (1 << 20) + round_up(100_000, page_size()).unwrap());
+        assert_eq!(
+            tier.cached_bytes(),
+            (1 << 20) + round_up(100_000, page_size()).unwrap()
+        );
         // Per-node limit.
         let mut ptrs = [ptr::null_mut(); CACHE_PER_NODE + 2];
         for p in ptrs.iter_mut() {

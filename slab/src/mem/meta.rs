@@ -382,7 +382,8 @@ mod tests {
                         if i % 3 == 2 {
                             let (q, ql) = live.swap_remove(i % live.len());
                             // SAFETY: q is live with layout ql.
-                            let s = unsafe { std::slice::from_raw_parts(q as *const u8, ql.size()) };
+                            let s =
+                                unsafe { std::slice::from_raw_parts(q as *const u8, ql.size()) };
                             assert!(s.iter().all(|&b| b == tag));
                             // SAFETY: freed once.
                             unsafe { meta_free(q as *mut u8, ql) };
@@ -391,7 +392,10 @@ mod tests {
                     for (q, ql) in live {
                         // SAFETY: q is live with layout ql.
                         let s = unsafe { std::slice::from_raw_parts(q as *const u8, ql.size()) };
-                        assert!(s.iter().all(|&b| b == tag), "another thread wrote into our block");
+                        assert!(
+                            s.iter().all(|&b| b == tag),
+                            "another thread wrote into our block"
+                        );
                         // SAFETY: freed once.
                         unsafe { meta_free(q as *mut u8, ql) };
                     }

@@ -93,12 +93,7 @@ fn leaf_or_install(top: usize) -> *mut Leaf {
         return ptr::null_mut();
     }
     // Release publishes the zeroed leaf; Acquire on failure to see the winner's leaf.
-    match slot.compare_exchange(
-        ptr::null_mut(),
-        fresh,
-        Ordering::AcqRel,
-        Ordering::Acquire,
-    ) {
+    match slot.compare_exchange(ptr::null_mut(), fresh, Ordering::AcqRel, Ordering::Acquire) {
         Ok(_) => {
             LEAVES.fetch_add(1, Ordering::Relaxed);
             fresh
