@@ -71,6 +71,12 @@ fn stages() -> Vec<Stage> {
             run: stage_test,
         },
         Stage {
+            name: "race",
+            timeout: 600,
+            full_only: false,
+            run: stage_race,
+        },
+        Stage {
             name: "no-hwloc",
             timeout: 600,
             full_only: false,
@@ -247,6 +253,12 @@ fn skipped(ctx: &Ctx, why: &str) -> Result<(), String> {
 // ---- stages ----------------------------------------------------------------------------------
 
 fn stage_deps(ctx: &Ctx) -> Result<(), String> {
+    apt_deps(ctx)?;
+    ensure_nightly(ctx)
+}
+
+/// Installs the Debian packages that are missing, saying which.
+fn apt_deps(ctx: &Ctx) -> Result<(), String> {
     let missing: Vec<&str> = APT_PACKAGES
         .iter()
         .copied()
@@ -330,6 +342,24 @@ fn stage_test(ctx: &Ctx) -> Result<(), String> {
     run(ctx, cargo().args(["test", "--workspace"]))
 }
 
+/// The race stress run with pause points (real threads), then the demo exactly as the README runs it.
+fn stage_race(ctx: &Ctx) -> Result<(), String> {
+    run(
+        ctx,
+        cargo().args([
+            "test",
+            "--release",
+            "-p",
+            "hotslab",
+            "--features",
+            "pause-points",
+            "--test",
+            "race_stress",
+        ]),
+    )?;
+    run_demo(ctx, &[])
+}
+
 fn stage_no_hwloc(ctx: &Ctx) -> Result<(), String> {
     // The QEMU guest binary is static and cannot link hwloc: the sysfs path must stand alone.
     run(
@@ -392,7 +422,7 @@ fn stage_miri(ctx: &Ctx) -> Result<(), String> {
 }
 
 fn run_demo(ctx: &Ctx, args: &[String]) -> Result<(), String> {
-    stage_deps(ctx)?;
+    apt_deps(ctx)?;
     let mut cmd = cargo();
     cmd.args([
         "run",
