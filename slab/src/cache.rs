@@ -481,6 +481,33 @@ impl CacheInner {
         }
     }
 
+    /// Answers a reap hint (list lock held): collects remote frees of resting partial and full
+    /// slabs and settles the ones that became empty (kept up to `min_partial`, freed beyond).
+    pub fn reap(&self, part: &NodePart, lists: &mut PartLists) {
+        let mut batch: [*mut Slab; 64] = [ptr::null_mut(); 64];
+        loop {
+            let mut n = 0;
+            for s in lists.partial.iter().chain(lists.full.iter()) {
+                // SAFETY: resting slab, lock held: we act as owner.
+                let sr = unsafe { &*s };
+                // SAFETY: as above.
+                unsafe { sr.collect_remote() };
+                if sr.in_use() == 0 && n < batch.len() {
+                    batch[n] = s;
+                    n += 1;
+                }
+            }
+            for &s in &batch[..n] {
+                // SAFETY: s is resting on the list its field names.
+                unsafe { lists.take(s) };
+                self.settle(part, lists, s);
+            }
+            if n < batch.len() {
+                return;
+            }
+        }
+    }
+
     /// Shrinks one part: collects remote frees of resting slabs and frees every empty one.
     /// Returns the slabs freed.
     pub fn shrink_part(&self, part: &NodePart) -> usize {

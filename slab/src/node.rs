@@ -8,7 +8,7 @@ use core::ptr;
 use hotslab_numa::NodeId;
 
 use crate::slab::{ListKind, Slab};
-use crate::sync::{lock, AtomicU64, AtomicUsize, Mutex, MutexGuard, Ordering};
+use crate::sync::{lock, AtomicBool, AtomicU64, AtomicUsize, Mutex, MutexGuard, Ordering};
 
 /// Lifecycle of a part. Stored with the generation in one atomic word so that a retire and a
 /// check of "still the part I looked up" are one compare-and-swap.
@@ -187,6 +187,8 @@ pub struct NodePart {
     pub(crate) nr_slabs: AtomicUsize,
     /// Total objects in the slabs of this part.
     pub(crate) total_objects: AtomicUsize,
+    /// Remote frees have piled up on resting slabs: the next slow path should reap empties.
+    reap: AtomicBool,
 }
 
 impl NodePart {
@@ -202,6 +204,7 @@ impl NodePart {
             }),
             nr_slabs: AtomicUsize::new(0),
             total_objects: AtomicUsize::new(0),
+            reap: AtomicBool::new(false),
         }
     }
 
@@ -255,6 +258,19 @@ impl NodePart {
                 Err(c) => cur = c,
             }
         }
+    }
+
+    /// Asks the next slow path on this part to reap resting slabs (cheap when already asked).
+    #[inline]
+    pub(crate) fn hint_reap(&self) {
+        if !self.reap.load(Ordering::Relaxed) {
+            self.reap.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Takes the reap request (call with the list lock held).
+    pub(crate) fn take_reap(&self) -> bool {
+        self.reap.load(Ordering::Relaxed) && self.reap.swap(false, Ordering::Relaxed)
     }
 
     /// Whether new slabs may be made here.

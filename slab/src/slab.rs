@@ -237,6 +237,10 @@ impl Slab {
     /// # Safety
     /// `obj` is an allocated object of this slab, now freed by the caller.
     pub unsafe fn push_remote(&self, obj: *mut u8) {
+        // Read what the reap hint needs before the CAS: afterwards the slab may be gone.
+        let part = self.part;
+        let half = self.capacity / 2;
+        let resting = self.owner.load(Ordering::Relaxed) == 0;
         let mut old = self.remote.load(Ordering::Relaxed);
         loop {
             let head = (old & REMOTE_PTR_MASK) as *mut u8;
@@ -248,7 +252,15 @@ impl Slab {
                 .remote
                 .compare_exchange_weak(old, new, Ordering::Release, Ordering::Relaxed)
             {
-                Ok(_) => return,
+                Ok(_) => {
+                    if resting && count + 1 >= half.max(1) as usize && !part.is_null() {
+                        // A resting slab filling up with remote frees may be empty soon: ask
+                        // the part's next slow path to reap. Parts outlive their slabs.
+                        // SAFETY: part pointers stay valid for the life of the cache.
+                        unsafe { (*part).hint_reap() };
+                    }
+                    return;
+                }
                 Err(cur) => old = cur,
             }
         }

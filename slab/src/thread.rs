@@ -415,6 +415,9 @@ unsafe fn acquire(cache: &CacheInner, part: &NodePart, owner: usize) -> Option<*
     if !part.accepts_new_slabs() {
         return None;
     }
+    if part.take_reap() {
+        cache.reap(part, &mut lists);
+    }
     let mut pick = lists.partial.head();
     if pick.is_null() {
         pick = lists.empty.head();
@@ -465,6 +468,9 @@ pub(crate) unsafe fn release_owned(cache: &CacheInner, s: &Slab) {
         s.collect_remote();
     }
     cache.settle(part, &mut lists, sp);
+    if part.take_reap() {
+        cache.reap(part, &mut lists);
+    }
 }
 
 /// A thread without a slot (or whose thread cache could not be made): allocate straight from a

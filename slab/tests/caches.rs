@@ -540,3 +540,37 @@ fn shrink_returns_empty_slabs_to_the_page_source() {
     );
     c.destroy().unwrap();
 }
+
+#[test]
+fn remote_frees_of_resting_slabs_are_reaped_without_shrink() {
+    let d = SlabDomain::simulated_with(1, quiet()).unwrap();
+    let c = d.create_cache(CacheConfig::new("reaped", 256)).unwrap();
+    let base = d.committed_bytes();
+    let objs: Vec<usize> = (0..100_000)
+        .map(|_| c.alloc().unwrap().as_ptr() as usize)
+        .collect();
+    let full = d.committed_bytes();
+    assert!(full >= base + 100_000 * 256);
+    // Another thread frees everything: remote frees into slabs that rest in the part.
+    let cc = c.clone();
+    std::thread::spawn(move || {
+        for p in objs {
+            cc.free(NonNull::new(p as *mut u8).unwrap()).unwrap();
+        }
+    })
+    .join()
+    .unwrap();
+    // The owner's next slow paths answer the reap hint; no shrink call.
+    let mut keep = Vec::new();
+    for _ in 0..2000 {
+        keep.push(c.alloc().unwrap());
+    }
+    let after = d.committed_bytes();
+    assert!(
+        after < full / 4,
+        "empty slabs went back to the page source: {full} -> {after}"
+    );
+    for p in keep {
+        c.free(p).unwrap();
+    }
+}
