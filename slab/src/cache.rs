@@ -9,10 +9,11 @@ use core::ptr::{self, NonNull};
 
 use hotslab_numa::NodeId;
 
+use crate::debug::{self, DebugFlags};
 use crate::domain::{DomainRef, SlabDomain};
 use crate::mem::{self, meta_alloc, meta_free, pagemap};
 use crate::node::{NodePart, PartLists, PartState};
-use crate::slab::{geometry, ListKind, Slab, SlabGeometry};
+use crate::slab::{geometry, ListKind, Slab, SlabGeometry, SlotDebug};
 use crate::sync::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use crate::thread::{self, ThreadCache, MAX_SLOTS};
 
@@ -33,6 +34,9 @@ impl CacheFlags {
     /// Align objects to the hardware cache line (halved while the object fits in half a line,
     /// as SLUB does).
     pub const HWCACHE_ALIGN: CacheFlags = CacheFlags(1);
+    /// Debug mode from the start, with every check ([`DebugFlags::ALL`]); see
+    /// [`KmemCache::set_debug`] to switch it at run time.
+    pub const DEBUG: CacheFlags = CacheFlags(2);
 
     /// Whether all flags of `other` are set.
     pub fn contains(self, other: CacheFlags) -> bool {
@@ -196,6 +200,10 @@ pub(crate) struct CacheInner {
     /// Allocations and frees by threads without a thread cache.
     pub shared_allocs: AtomicUsize,
     pub shared_frees: AtomicUsize,
+    /// `DebugFlags` bits new slabs get (0: debug mode off). Read on slow paths only.
+    pub debug: AtomicUsize,
+    /// Per-cache secret of the hardened freelist of debug slabs.
+    pub secret: usize,
 }
 
 // SAFETY: the raw pointers name metadata that lives as long as the domain; the Cells are only
@@ -302,6 +310,12 @@ impl CacheInner {
             prev: core::cell::Cell::new(ptr::null_mut()),
             shared_allocs: AtomicUsize::new(0),
             shared_frees: AtomicUsize::new(0),
+            debug: AtomicUsize::new(if cfg.flags.contains(CacheFlags::DEBUG) {
+                DebugFlags::ALL.bits() as usize
+            } else {
+                0
+            }),
+            secret: debug::new_secret(p as usize),
         };
         // SAFETY: p is valid for a CacheInner; a reused one is overwritten in place (its arrays
         // are kept; the old value has no Drop that matters beyond its mutex-free fields).
@@ -388,39 +402,64 @@ impl CacheInner {
         })
     }
 
+    /// Whether new allocations go to debug slabs (slow paths only).
+    #[inline]
+    pub fn debug_on(&self) -> bool {
+        self.debug.load(Ordering::Relaxed) != 0
+    }
+
     /// Makes a new slab on `part`'s node and puts it on the empty list. Called with the part's
     /// list lock held (the arena and metadata locks are leaves below it).
     pub fn new_slab(&self, part: &NodePart, lists: &mut PartLists) -> Option<*mut Slab> {
+        self.new_slab_with(
+            part,
+            lists,
+            self.stride,
+            self.freeptr_off,
+            self.geo,
+            SlotDebug::default(),
+        )
+    }
+
+    /// [`CacheInner::new_slab`] with an explicit slot layout (debug slabs have their own).
+    pub fn new_slab_with(
+        &self,
+        part: &NodePart,
+        lists: &mut PartLists,
+        stride: usize,
+        freeptr_off: usize,
+        geo: SlabGeometry,
+        dbg: SlotDebug,
+    ) -> Option<*mut Slab> {
         let dom = self.domain();
         let nid = part.node;
-        let base = dom.arena_alloc(nid, self.geo.units as usize)?;
+        let base = dom.arena_alloc(nid, geo.units as usize)?;
         let desc = meta_alloc(Layout::new::<Slab>()).cast::<Slab>();
         if desc.is_null() {
             // SAFETY: base came from the arena with this many units and was never published.
-            unsafe { dom.arena_free(nid, base, self.geo.units as usize) };
+            unsafe { dom.arena_free(nid, base, geo.units as usize) };
             return None;
         }
-        let slab = Slab::new(
+        let mut slab = Slab::new(
             base.as_ptr(),
-            self.geo.units,
-            self.geo.capacity,
-            self.stride as u32,
-            self.freeptr_off as u32,
+            geo.units,
+            geo.capacity,
+            stride as u32,
+            freeptr_off as u32,
             nid,
             self,
             part,
         );
+        slab.dbg = dbg;
+        // Whatever an earlier slab of this memory left poisoned for ASan is ours again.
+        crate::asan::unpoison(base.as_ptr(), geo.units as usize * mem::UNIT);
         // SAFETY: desc is fresh metadata for one Slab.
         unsafe { desc.write(slab) };
-        if !pagemap::set(
-            base.as_ptr() as usize,
-            self.geo.units as usize,
-            desc as usize,
-        ) {
+        if !pagemap::set(base.as_ptr() as usize, geo.units as usize, desc as usize) {
             // SAFETY: desc and base are ours and unpublished.
             unsafe {
                 meta_free(desc.cast(), Layout::new::<Slab>());
-                dom.arena_free(nid, base, self.geo.units as usize);
+                dom.arena_free(nid, base, geo.units as usize);
             }
             return None;
         }
@@ -428,7 +467,7 @@ impl CacheInner {
         unsafe { lists.put(desc, ListKind::Empty) };
         part.nr_slabs.fetch_add(1, Ordering::Relaxed);
         part.total_objects
-            .fetch_add(self.geo.capacity as usize, Ordering::Relaxed);
+            .fetch_add(geo.capacity as usize, Ordering::Relaxed);
         Some(desc)
     }
 
@@ -441,15 +480,16 @@ impl CacheInner {
         unsafe {
             lists.take(s);
             let units = (*s).units as usize;
+            let capacity = (*s).capacity as usize;
             let base = (*s).base;
             pagemap::clear(base as usize, units);
             meta_free(s.cast(), Layout::new::<Slab>());
+            crate::asan::unpoison(base, units * mem::UNIT);
             self.domain()
                 .arena_free(part.node, NonNull::new_unchecked(base), units);
+            part.total_objects.fetch_sub(capacity, Ordering::Relaxed);
         }
         part.nr_slabs.fetch_sub(1, Ordering::Relaxed);
-        part.total_objects
-            .fetch_sub(self.geo.capacity as usize, Ordering::Relaxed);
     }
 
     /// Puts a resting slab that is on no list on the right one; frees it if it is empty and the
@@ -522,6 +562,7 @@ impl CacheInner {
                 .iter()
                 .chain(lists.full.iter())
                 .chain(lists.empty.iter())
+                .chain(lists.debug.iter())
             {
                 // SAFETY: resting slab, lock held: we act as owner.
                 let sr = unsafe { &*s };
@@ -725,12 +766,51 @@ impl KmemCache {
         if !ptr::eq(s.cache, c) {
             return Err(CacheError::ForeignPointer(p as usize));
         }
+        if s.dbg.flags != 0 {
+            if !debug::is_object(s, p) {
+                return Err(CacheError::InteriorPointer(p as usize));
+            }
+            // SAFETY: p is an object start of a debug slab of this cache; the caller hands it
+            // back (a second free of it is caught and reported).
+            unsafe { debug::free(s, p) };
+            return Ok(());
+        }
         if !s.is_object_start(p) {
             return Err(CacheError::InteriorPointer(p as usize));
         }
         // SAFETY: p is an object start of a slab of this cache; the caller hands it back.
         unsafe { thread::free(s, p) };
         Ok(())
+    }
+
+    /// Switches debug mode ([`DebugFlags`]; `DebugFlags::NONE` turns it off) at run time.
+    ///
+    /// Debug mode changes the slot layout (red zones), so it is recorded per slab: from now on
+    /// new objects come from debug slabs, while objects already handed out keep the slab they
+    /// came from (and its checks, or none) until they are freed. Turning it on takes every
+    /// thread's current slab back, so the very next allocation is checked.
+    ///
+    /// ```
+    /// use hotslab::{CacheConfig, DebugFlags, SlabDomain};
+    /// let d = SlabDomain::simulated(1).unwrap();
+    /// let c = d.create_cache(CacheConfig::new("checked", 40)).unwrap();
+    /// c.set_debug(DebugFlags::ALL).unwrap();
+    /// let p = c.alloc().unwrap();
+    /// // SAFETY: 40 bytes are ours.
+    /// unsafe { p.as_ptr().write_bytes(1, 40) };
+    /// c.free(p).unwrap(); // red zones checked, object poisoned
+    /// assert_eq!(c.debug_flags(), DebugFlags::ALL);
+    /// ```
+    pub fn set_debug(&self, flags: DebugFlags) -> Result<(), CacheError> {
+        let c = self.live()?;
+        debug::set_cache_debug(c, flags)
+    }
+
+    /// The debug flags new slabs get (`DebugFlags::NONE` when debug mode is off).
+    pub fn debug_flags(&self) -> DebugFlags {
+        // SAFETY: as in live().
+        let c = unsafe { self.inner.as_ref() };
+        DebugFlags::from_bits(c.debug.load(Ordering::Relaxed) as u32)
     }
 
     /// Returns empty slabs of every node to the page source (under the online-mems read side).

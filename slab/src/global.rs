@@ -173,6 +173,36 @@ impl SlabAlloc {
     }
 }
 
+impl SlabAlloc {
+    /// Switches debug mode for every kmalloc cache of the default domain (see
+    /// [`KmemCache::set_debug`](crate::KmemCache::set_debug)): `DebugFlags::NONE` turns it off.
+    /// No environment variable is read. False if the default domain could not be built.
+    ///
+    /// ```no_run
+    /// #[global_allocator]
+    /// static A: hotslab::SlabAlloc = hotslab::SlabAlloc::new();
+    /// fn main() {
+    ///     A.set_debug(hotslab::DebugFlags::ALL);
+    ///     let v = vec![1u8; 40]; // red zones, poison, hardened freelist from here on
+    ///     drop(v);
+    /// }
+    /// ```
+    pub fn set_debug(&self, flags: crate::DebugFlags) -> bool {
+        match domain() {
+            Some(d) => {
+                d.set_kmalloc_debug(flags);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The debug flags of the default domain's kmalloc caches.
+    pub fn debug_flags(&self) -> crate::DebugFlags {
+        domain().map_or(crate::DebugFlags::NONE, |d| d.kmalloc_debug())
+    }
+}
+
 impl Default for SlabAlloc {
     fn default() -> Self {
         Self::new()
@@ -206,16 +236,16 @@ unsafe fn dealloc_slow(p: *mut u8) {
 
 #[cold]
 fn bad_free(p: *mut u8, why: FreeError) -> ! {
-    let msg: &[u8] = match why {
-        FreeError::Foreign => b"hotslab: free of a pointer hotslab never handed out\n",
-        FreeError::Interior => b"hotslab: free of a pointer into the middle of an object\n",
+    let what = match why {
+        FreeError::Foreign => "free of a pointer hotslab never handed out",
+        FreeError::Interior => "free of a pointer into the middle of an object",
     };
-    // SAFETY: writes a static message to stderr, then aborts without unwinding.
-    unsafe {
-        libc::write(2, msg.as_ptr().cast(), msg.len());
-        let _ = p;
-        libc::abort();
-    }
+    let cache = match crate::kmalloc::owner_of(p) {
+        // SAFETY: slab descriptors name live cache metadata.
+        crate::kmalloc::Owner::Slab(s) => Some(unsafe { (*s.cache).name }),
+        _ => None,
+    };
+    crate::debug::report(cache, p as usize, format_args!("{what}"))
 }
 
 // SAFETY: alloc returns null or a block valid for `layout` (size and alignment are honoured by the

@@ -158,6 +158,9 @@ impl SlabDomain {
     /// Null on failure (including sizes near `isize::MAX` and alignments over 1 GiB).
     #[inline]
     pub fn kmalloc_layout(&self, size: usize, align: usize, node: Option<NodeId>) -> *mut u8 {
+        if !align.is_power_of_two() {
+            return ptr::null_mut();
+        }
         if let Some(c) = class_for(size, align) {
             let cache = self.kmalloc[c].load(std::sync::atomic::Ordering::Acquire);
             if !cache.is_null() {
@@ -210,7 +213,7 @@ impl SlabDomain {
     /// `p` came from this domain's kmalloc and is live.
     pub unsafe fn krealloc_layout(&self, p: *mut u8, align: usize, new_size: usize) -> *mut u8 {
         let old_usable = match owner_of(p) {
-            Owner::Slab(s) => s.stride as usize,
+            Owner::Slab(s) => crate::debug::usable(s),
             Owner::Large => {
                 if class_for(new_size, align).is_none() && align <= mem::page_size() {
                     // SAFETY: p is a live large object.
@@ -223,9 +226,8 @@ impl SlabDomain {
         };
         if let (Owner::Slab(s), Some(c)) = (owner_of(p), class_for(new_size, align)) {
             // Same class (or one class down, to avoid ping-pong): keep it in place.
-            if s.stride as usize == class_size(c)
-                || (new_size <= s.stride as usize && new_size * 2 > s.stride as usize)
-            {
+            let usable = crate::debug::usable(s);
+            if usable == class_size(c) || (new_size <= usable && new_size * 2 > usable) {
                 return p;
             }
         }
@@ -254,6 +256,13 @@ pub(crate) unsafe fn kfree_any(
     match owner_of(p) {
         Owner::Slab(s) => {
             if !s.is_object_start(p) {
+                if s.dbg.flags != 0 {
+                    // Debug objects sit behind a red zone, never at a slot start: checked there
+                    // (an invalid pointer into a debug slab is reported and aborts).
+                    // SAFETY: forwarded from the caller.
+                    unsafe { crate::debug::free_checked(s, p) };
+                    return Ok(());
+                }
                 return Err(FreeError::Interior);
             }
             // SAFETY: s.cache lives as long as its domain; p is an object start of s.
@@ -273,6 +282,9 @@ pub(crate) unsafe fn kfree_any(
 #[allow(clippy::not_unsafe_ptr_arg_deref)]
 pub fn usable_size(p: *mut u8) -> Option<usize> {
     match owner_of(p) {
+        Owner::Slab(s) if s.dbg.flags != 0 => {
+            crate::debug::is_object(s, p).then_some(s.dbg.obj_size as usize)
+        }
         Owner::Slab(s) => s.is_object_start(p).then_some(s.stride as usize),
         // SAFETY: the page map says p is a large object.
         Owner::Large => unsafe { LARGE.usable_size(p) },

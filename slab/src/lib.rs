@@ -34,6 +34,7 @@
 //! | `slab_memory_callback`        | `hotplug::SlabNotifier`                   |
 //! | `kmalloc`, `kfree`, `krealloc` | [`kmalloc`], [`kfree`], [`krealloc`]      |
 //! | `/proc/slabinfo`              | [`SlabDomain::slabinfo`]                  |
+//! | `slub_debug=FZP`, hardened freelist | [`DebugFlags`], [`KmemCache::set_debug`], [`SlabAlloc::set_debug`] |
 //!
 //! ## Example
 //!
@@ -53,7 +54,9 @@
 
 pub mod mem;
 
+mod asan;
 mod cache;
+mod debug;
 mod domain;
 mod global;
 mod hotplug;
@@ -67,6 +70,7 @@ mod sync;
 mod thread;
 
 pub use cache::{CacheConfig, CacheError, CacheFlags, CacheStats, KmemCache};
+pub use debug::{DebugFlags, POISON_END, POISON_FREE, RED_ACTIVE, RED_INACTIVE};
 pub use domain::{DomainConfig, InvariantReport, LockingMode, SlabDomain, Violations};
 pub use global::{default_domain, SlabAlloc};
 pub use hotslab_hotplug as hotplug_api;

@@ -78,6 +78,23 @@ impl SlabList {
     }
 
     /// # Safety
+    /// As for [`SlabList::push_back`].
+    pub unsafe fn push_front(&mut self, s: *mut Slab) {
+        // SAFETY: caller guarantees s is valid and unlinked.
+        let sr = unsafe { &*s };
+        sr.prev.set(ptr::null_mut());
+        sr.next.set(self.head);
+        if self.head.is_null() {
+            self.tail = s;
+        } else {
+            // SAFETY: head is a valid slab on this list.
+            unsafe { (*self.head).prev.set(s) };
+        }
+        self.head = s;
+        self.len += 1;
+    }
+
+    /// # Safety
     /// `s` is on this list, and the caller holds the owning part's list lock.
     pub unsafe fn remove(&mut self, s: *mut Slab) {
         // SAFETY: caller guarantees s is on this list, so its neighbours are valid or null.
@@ -129,6 +146,8 @@ pub(crate) struct PartLists {
     pub partial: SlabList,
     pub full: SlabList,
     pub empty: SlabList,
+    /// Debug slabs (`debug.rs`): those with a free object first, full ones after.
+    pub debug: SlabList,
 }
 
 // SAFETY: the raw slab pointers are only followed while the list lock is held.
@@ -141,6 +160,7 @@ impl PartLists {
             ListKind::Partial => &mut self.partial,
             ListKind::Full => &mut self.full,
             ListKind::Empty => &mut self.empty,
+            ListKind::Debug => &mut self.debug,
         }
     }
 
@@ -165,7 +185,7 @@ impl PartLists {
     }
 
     pub fn nr_slabs(&self) -> usize {
-        self.owned.len + self.partial.len + self.full.len + self.empty.len
+        self.owned.len + self.partial.len + self.full.len + self.empty.len + self.debug.len
     }
 
     pub fn all(&self) -> impl Iterator<Item = *mut Slab> {
@@ -174,6 +194,7 @@ impl PartLists {
             .chain(self.partial.iter())
             .chain(self.full.iter())
             .chain(self.empty.iter())
+            .chain(self.debug.iter())
     }
 }
 
@@ -201,6 +222,7 @@ impl NodePart {
                 partial: SlabList::new(),
                 full: SlabList::new(),
                 empty: SlabList::new(),
+                debug: SlabList::new(),
             }),
             nr_slabs: AtomicUsize::new(0),
             total_objects: AtomicUsize::new(0),

@@ -31,6 +31,20 @@ pub(crate) enum ListKind {
     Full,
     /// Resting with every object free.
     Empty,
+    /// A debug slab (`debug.rs`): never owned by a thread cache; allocated from and freed into
+    /// under the part's list lock only.
+    Debug,
+}
+
+/// How a debug slab lays out its slots (all zero for a normal slab). See `debug.rs`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct SlotDebug {
+    /// The `DebugFlags` bits the slab was made with (0: a normal slab).
+    pub flags: u32,
+    /// Offset of the object inside its slot (the free pointer and the left red zone precede it).
+    pub obj_off: u32,
+    /// Bytes of the object the user may touch.
+    pub obj_size: u32,
 }
 
 /// A slab descriptor.
@@ -70,6 +84,8 @@ pub(crate) struct Slab {
     pub prev: Cell<*mut Slab>,
     pub next: Cell<*mut Slab>,
     pub list: Cell<ListKind>,
+    // ---- immutable, debug slabs only (read off the fast path) --------------------------------
+    pub dbg: SlotDebug,
 }
 
 // SAFETY: the Cell fields are only touched by the slab's current owner (see the field docs);
@@ -116,6 +132,7 @@ impl Slab {
             prev: Cell::new(ptr::null_mut()),
             next: Cell::new(ptr::null_mut()),
             list: Cell::new(ListKind::Empty),
+            dbg: SlotDebug::default(),
         }
     }
 
@@ -197,6 +214,7 @@ impl Slab {
             }
             // SAFETY: the object is uncarved, hence free and ours.
             unsafe { self.set_fp(obj, self.free.get()) };
+            crate::asan::poison_free_object(obj, self.stride, self.freeptr_off);
             self.free.set(obj);
         }
         self.bump.set(end);
@@ -212,6 +230,7 @@ impl Slab {
     pub unsafe fn pop(&self) -> *mut u8 {
         let obj = self.free.get();
         if !obj.is_null() {
+            crate::asan::unpoison(obj, self.stride as usize);
             // SAFETY: obj heads our private freelist, so it is a free object of this slab.
             self.free.set(unsafe { self.get_fp(obj) });
             self.free_count.set(self.free_count.get() - 1);
@@ -227,6 +246,7 @@ impl Slab {
     pub unsafe fn push(&self, obj: *mut u8) {
         // SAFETY: obj is ours and free now.
         unsafe { self.set_fp(obj, self.free.get()) };
+        crate::asan::poison_free_object(obj, self.stride, self.freeptr_off);
         self.free.set(obj);
         self.free_count.set(self.free_count.get() + 1);
     }
@@ -241,6 +261,8 @@ impl Slab {
         let part = self.part;
         let half = self.capacity / 2;
         let resting = self.owner.load(Ordering::Relaxed) == 0;
+        // Before the CAS: afterwards the owner may already have handed the object out again.
+        crate::asan::poison_free_object(obj, self.stride, self.freeptr_off);
         let mut old = self.remote.load(Ordering::Relaxed);
         loop {
             let head = (old & REMOTE_PTR_MASK) as *mut u8;

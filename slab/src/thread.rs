@@ -310,6 +310,11 @@ pub(crate) unsafe fn free(s: &Slab, obj: *mut u8) {
                 return;
             }
             tc.busy.store(false, Ordering::Release);
+            if s.dbg.flags != 0 {
+                // A debug slab is never a thread's `cur`, so its frees all arrive here.
+                // SAFETY: forwarded from the caller.
+                return unsafe { crate::debug::free_checked(s, obj) };
+            }
             ThreadCache::bump(&tc.frees);
             // SAFETY: forwarded from the caller.
             unsafe { s.push_remote(obj) };
@@ -322,6 +327,10 @@ pub(crate) unsafe fn free(s: &Slab, obj: *mut u8) {
 
 #[cold]
 unsafe fn free_no_tc(s: &Slab, obj: *mut u8) {
+    if s.dbg.flags != 0 {
+        // SAFETY: forwarded from the caller.
+        return unsafe { crate::debug::free_checked(s, obj) };
+    }
     // SAFETY: cache metadata outlives its slabs.
     unsafe { (*s.cache).shared_frees.fetch_add(1, Ordering::Relaxed) };
     // SAFETY: forwarded from the caller.
@@ -332,6 +341,10 @@ unsafe fn free_no_tc(s: &Slab, obj: *mut u8) {
 
 #[cold]
 fn alloc_slow(cache: &CacheInner, slot: usize, want: Option<NodeId>) -> *mut u8 {
+    if cache.debug_on() {
+        // Debug slabs are never installed as `cur`: every allocation comes back here.
+        return crate::debug::alloc(cache, want);
+    }
     let tc = cache.tc_or_create(slot);
     if tc.is_null() {
         return alloc_direct(cache, want);
@@ -478,6 +491,9 @@ pub(crate) unsafe fn release_owned(cache: &CacheInner, s: &Slab) {
 fn alloc_direct(cache: &CacheInner, want: Option<NodeId>) -> *mut u8 {
     if cache.is_dead() {
         return ptr::null_mut();
+    }
+    if cache.debug_on() {
+        return crate::debug::alloc(cache, want);
     }
     let start = want.unwrap_or_else(|| cache.domain().local_node());
     let mut order = [NodeId::new(0); 64];
