@@ -69,7 +69,10 @@ mod stats;
 mod sync;
 mod thread;
 
-pub use cache::{CacheConfig, CacheError, CacheFlags, CacheStats, KmemCache};
+pub use cache::{
+    CacheConfig, CacheError, CacheFlags, CacheStats, KmemCache, CACHE_LINE, MAX_ALIGN,
+    MAX_OBJECT_SIZE,
+};
 pub use debug::{DebugFlags, POISON_END, POISON_FREE, RED_ACTIVE, RED_INACTIVE};
 pub use domain::{DomainConfig, InvariantReport, LockingMode, SlabDomain, Violations};
 pub use global::{default_domain, SlabAlloc};
