@@ -284,6 +284,12 @@ impl CacheInner {
         } else {
             // SAFETY: reuse is a dead cache of this domain, unlinked, with no slabs left.
             let old = unsafe { &*reuse };
+            // The thread caches are kept for the new cache: their counters start again (the
+            // statistics of a cache count what it served, not what its predecessor did).
+            for tc in old.thread_caches() {
+                tc.allocs.store(0, Ordering::Relaxed);
+                tc.frees.store(0, Ordering::Relaxed);
+            }
             (
                 reuse,
                 old.nodes,

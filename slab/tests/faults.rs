@@ -600,9 +600,17 @@ fn invalid_cache_parameters_are_typed_errors() {
 fn destroyed_caches_answer_destroyed_even_when_their_memory_is_reused() {
     let d = SlabDomain::simulated_with(2, config()).unwrap();
     let old = d.create_cache(CacheConfig::new("old", 64)).unwrap();
+    let q = old.alloc().unwrap();
+    old.free(q).unwrap();
     old.destroy().unwrap();
     // The next create reuses the destroyed cache's metadata; the old handle must not see it.
     let new = d.create_cache(CacheConfig::new("new", 64)).unwrap();
+    let st = new.stats().unwrap();
+    assert_eq!(
+        (st.allocs, st.frees),
+        (0, 0),
+        "a cache reusing metadata starts its statistics afresh"
+    );
     let p = new.alloc().unwrap();
     assert_eq!(old.alloc().unwrap_err(), CacheError::Destroyed);
     assert_eq!(old.alloc_node(n(0)).unwrap_err(), CacheError::Destroyed);
