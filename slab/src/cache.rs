@@ -554,6 +554,17 @@ impl CacheInner {
         }
     }
 
+    /// A free arrived in a draining part (after a forced offline, or during an offline's drain):
+    /// reap it under its lock; the settle of its last slab retires it.
+    #[cold]
+    pub fn drained_free(&self, part: &NodePart) {
+        let mut lists = part.lock();
+        self.reap(part, &mut lists);
+        if part.state() == PartState::Draining && lists.nr_slabs() == 0 {
+            self.domain().part_drained(self, part);
+        }
+    }
+
     /// Shrinks one part: collects remote frees of resting slabs and frees every empty one.
     /// Returns the slabs freed.
     pub fn shrink_part(&self, part: &NodePart) -> usize {
@@ -852,6 +863,20 @@ impl KmemCache {
         // SAFETY: non-tagged page-map values are slab descriptors.
         let s = unsafe { &*(v as *const Slab) };
         ptr::eq(s.cache, self.inner.as_ptr()).then_some(s.node)
+    }
+
+    /// Lengths of `nid`'s part lists: (owned by threads, partial, full, empty). For tests.
+    #[doc(hidden)]
+    pub fn part_lists(&self, nid: NodeId) -> Option<(usize, usize, usize, usize)> {
+        // SAFETY: as in live().
+        let c = unsafe { self.inner.as_ref() };
+        let p = c.part(nid);
+        if p.is_null() {
+            return None;
+        }
+        // SAFETY: parts live as long as the cache.
+        let l = unsafe { &*p }.lock();
+        Some((l.owned.len, l.partial.len, l.full.len, l.empty.len))
     }
 
     /// Whether the cache has a part for `nid` and in which state.

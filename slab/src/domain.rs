@@ -767,8 +767,10 @@ impl SlabDomain {
         if self.config.mode == LockingMode::SlabNodes {
             return; // parts park, never retire
         }
+        // Only once OFFLINE has handed the part over (a drain before it, while the node is
+        // still on its way out, leaves retiring to the OFFLINE callback itself).
         let (gen, st) = part.snapshot();
-        if st == PartState::Draining && !self.hotplug().states.has_memory().test(part.node) {
+        if st == PartState::Draining && part.offlined.load(StdOrdering::Acquire) {
             part.retire(gen);
         }
     }

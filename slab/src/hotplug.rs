@@ -193,14 +193,41 @@ fn offline(d: &SlabDomain, nid: NodeId) {
             }
             return;
         }
+        if st == PartState::Retired {
+            // Someone retired it before OFFLINE did: the Legacy destroy race.
+            d.violations
+                .double_retire
+                .fetch_add(1, StdOrdering::Relaxed);
+            return;
+        }
+        // Frees may have landed since the drain: give empty slabs back before deciding (a
+        // draining part whose last slab goes is retired by that settle).
+        c.shrink_part(part);
+        let (gen, st) = part.snapshot();
+        if st == PartState::Retired {
+            return;
+        }
         if part.nr_slabs.load(Ordering::Relaxed) > 0 {
             // Forced offline with live objects: keep draining; retired by the last free's settle.
             if st == PartState::Live {
                 part.transition(gen, PartState::Live, PartState::Draining);
             }
+            let lists = part.lock();
+            if lists.nr_slabs() > 0 {
+                part.offlined.store(true, StdOrdering::Release);
+                return;
+            }
+            // The last slab went while we looked: retire it here.
+            drop(lists);
+            let (gen, _) = part.snapshot();
+            if !part.retire(gen) {
+                d.violations
+                    .double_retire
+                    .fetch_add(1, StdOrdering::Relaxed);
+            }
             return;
         }
-        if st == PartState::Retired || !part.retire(gen) {
+        if !part.retire(gen) {
             d.violations
                 .double_retire
                 .fetch_add(1, StdOrdering::Relaxed);

@@ -210,6 +210,9 @@ pub struct NodePart {
     pub(crate) total_objects: AtomicUsize,
     /// Remote frees have piled up on resting slabs: the next slow path should reap empties.
     reap: AtomicBool,
+    /// OFFLINE left this part draining (live objects after a forced offline): the settle of
+    /// its last slab retires it. Not part of any modelled handshake (std atomic).
+    pub(crate) offlined: std::sync::atomic::AtomicBool,
 }
 
 impl NodePart {
@@ -227,6 +230,7 @@ impl NodePart {
             nr_slabs: AtomicUsize::new(0),
             total_objects: AtomicUsize::new(0),
             reap: AtomicBool::new(false),
+            offlined: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -240,6 +244,11 @@ impl NodePart {
 
     pub fn generation(&self) -> u64 {
         self.word.load(Ordering::Acquire) >> 2
+    }
+
+    /// The state, read with SeqCst (the free side of the drain handshake, see `Slab::push_remote`).
+    pub(crate) fn state_seqcst(&self) -> PartState {
+        PartState::from_bits(self.word.load(Ordering::SeqCst))
     }
 
     /// (generation, state) in one read.
@@ -258,9 +267,16 @@ impl NodePart {
             gen
         };
         let new = (new_gen << 2) | to.to_bits();
-        self.word
-            .compare_exchange(old, new, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
+        let ok = self
+            .word
+            .compare_exchange(old, new, Ordering::SeqCst, Ordering::Acquire)
+            .is_ok();
+        if ok && to == PartState::Live {
+            self.offlined
+                .store(false, std::sync::atomic::Ordering::Release);
+        }
+        crate::sync::loom_sc_fence();
+        ok
     }
 
     /// Retires the part if it is still in generation `gen` and not retired yet; false means a
@@ -274,7 +290,7 @@ impl NodePart {
             let new = (gen << 2) | PartState::Retired.to_bits();
             match self
                 .word
-                .compare_exchange(cur, new, Ordering::AcqRel, Ordering::Acquire)
+                .compare_exchange(cur, new, Ordering::SeqCst, Ordering::Acquire)
             {
                 Ok(_) => return true,
                 Err(c) => cur = c,

@@ -259,6 +259,7 @@ impl Slab {
     pub unsafe fn push_remote(&self, obj: *mut u8) {
         // Read what the reap hint needs before the CAS: afterwards the slab may be gone.
         let part = self.part;
+        let cache = self.cache;
         let half = self.capacity / 2;
         let resting = self.owner.load(Ordering::Relaxed) == 0;
         // Before the CAS: afterwards the owner may already have handed the object out again.
@@ -272,14 +273,28 @@ impl Slab {
             let new = (obj as usize) | ((count + 1) << REMOTE_PTR_BITS);
             match self
                 .remote
-                .compare_exchange_weak(old, new, Ordering::Release, Ordering::Relaxed)
+                .compare_exchange_weak(old, new, Ordering::SeqCst, Ordering::Relaxed)
             {
                 Ok(_) => {
-                    if resting && count + 1 >= half.max(1) as usize && !part.is_null() {
+                    if part.is_null() {
+                        return;
+                    }
+                    // SAFETY: parts (and caches) outlive their slabs, so they may be touched
+                    // after the CAS even though the slab may not.
+                    let p = unsafe { &*part };
+                    // SeqCst CAS above and SeqCst state load here pair with the SeqCst state
+                    // change and remote load of a drainer (set_parts, then collect_remote):
+                    // either we see Draining, or the drainer sees our object (Dekker).
+                    crate::sync::loom_sc_fence();
+                    if p.state_seqcst() == crate::node::PartState::Draining {
+                        // No slow path will visit a draining part again: settle it now so its
+                        // empty slabs go back and the part retires once it has none.
+                        // SAFETY: as above.
+                        unsafe { (*cache).drained_free(p) };
+                    } else if resting && count + 1 >= half.max(1) as usize {
                         // A resting slab filling up with remote frees may be empty soon: ask
-                        // the part's next slow path to reap. Parts outlive their slabs.
-                        // SAFETY: part pointers stay valid for the life of the cache.
-                        unsafe { (*part).hint_reap() };
+                        // the part's next slow path to reap.
+                        p.hint_reap();
                     }
                     return;
                 }
@@ -294,7 +309,9 @@ impl Slab {
     /// # Safety
     /// The caller owns the slab.
     pub unsafe fn collect_remote(&self) -> u32 {
-        if self.remote.load(Ordering::Relaxed) == 0 {
+        // SeqCst: see push_remote (a plain load on x86).
+        crate::sync::loom_sc_fence();
+        if self.remote.load(Ordering::SeqCst) == 0 {
             return 0;
         }
         let word = self.remote.swap(0, Ordering::Acquire);

@@ -105,3 +105,13 @@ mod membarrier {
         }
     }
 }
+
+/// A SeqCst fence under loom only. Where hotslab relies on the C++ rule that SeqCst loads see
+/// the last SeqCst store before them in the single total order (a store-load handshake between
+/// a remote free and a drainer), loom, which models SeqCst exactly only for fences, needs the
+/// fence to explore the same guarantee. On real hardware the SeqCst operations suffice.
+#[inline(always)]
+pub(crate) fn loom_sc_fence() {
+    #[cfg(loom)]
+    fence(Ordering::SeqCst);
+}

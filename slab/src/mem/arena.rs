@@ -620,7 +620,7 @@ mod tests {
             touch(p, 2 * UNIT, 7);
             let other = 0u64;
             let foreign = NonNull::from(&other).cast::<u8>();
-            // SAFETY (all below): invalid frees are detected before anything is touched.
+            // SAFETY: invalid frees are detected before anything is touched.
             unsafe {
                 assert_eq!(
                     arena.free_units(&src, foreign, 1),
@@ -733,6 +733,29 @@ mod tests {
             // SAFETY: live, freed once.
             unsafe { arena.free_units(&src, p, 1).unwrap() };
             arena.release_all(&src).unwrap();
+        }
+
+        #[test]
+        fn chunks_are_bound_to_the_real_node_and_a_missing_node_is_reported() {
+            let src = PageSource::new();
+            // Node 0 always exists: the chunk is mapped and bound (MPOL_PREFERRED).
+            let arena = NodeArena::new(NodeId::new(3), Some(NodeId::new(0)));
+            assert_eq!(
+                (arena.node(), arena.real_node()),
+                (NodeId::new(3), Some(NodeId::new(0)))
+            );
+            let p = arena.alloc_units(&src, 1).unwrap();
+            touch(p, UNIT, 1);
+            // SAFETY: live, freed once.
+            unsafe { arena.free_units(&src, p, 1).unwrap() };
+            arena.release_all(&src).unwrap();
+            // A node the kernel does not have (mbind EINVAL), or beyond MAX_NODES: NodeGone, nothing kept.
+            for missing in [NodeId::new(1000), NodeId::new(4000)] {
+                let gone = NodeArena::new(NodeId::new(1), Some(missing));
+                assert_eq!(gone.alloc_units(&src, 1), Err(ArenaError::NodeGone));
+                assert_eq!(gone.reserved_bytes(), 0);
+            }
+            assert_eq!(src.mapped_bytes(), 0);
         }
 
         #[test]

@@ -141,7 +141,8 @@ impl Slot {
 /// `unsafe`: the caller must own the object (no other thread frees, reallocates or looks it up at the same
 /// time), as with any allocator. Every call that maps or unmaps takes the domain's `&PageSource`, which
 /// must be the same one for the life of an object. The tier must not move while it has live objects
-/// (descriptors record its address); keep it in a static or in metadata memory.
+/// (descriptors record its address); keep it in a static or in metadata memory. It has no `Drop` (that would
+/// need the page source): call [`LargeTier::trim_cache`] before dropping one, or its cached mappings leak.
 ///
 /// ```
 /// use hotslab::mem::{pagemap, LargeTier, TAG_LARGE, TAG_MASK};
@@ -747,7 +748,7 @@ mod tests {
         assert_eq!(v & TAG_MASK, TAG_LARGE);
         assert_eq!(tier.live_count(), 1);
         assert_eq!(tier.live_bytes(), size);
-        // SAFETY (block): p is a live object of this tier owned by this test.
+        // SAFETY: p is a live object of this tier owned by this test.
         unsafe {
             let usable = tier.usable_size(p).unwrap();
             assert!(usable >= size && usable % page_size() == 0);
@@ -797,7 +798,7 @@ mod tests {
         let boxed = Box::new([0u8; 64]);
         let p = tier.alloc(&src, 200_000, 8, None);
         assert!(!p.is_null());
-        // SAFETY (block): only invalid pointers are passed besides p, which we own.
+        // SAFETY: only invalid pointers are passed besides p, which we own.
         unsafe {
             let stack = &local as *const u64 as *mut u8;
             assert_eq!(tier.free(&src, stack), Err(LargeError::Foreign));
@@ -847,6 +848,8 @@ mod tests {
         }
         assert_eq!(tier.live_count(), 0);
         assert_eq!(tier.live_bytes(), 0);
+        tier.trim_cache(&src);
+        assert_eq!(src.mapped_bytes(), 0);
     }
 
     #[test]
@@ -982,6 +985,36 @@ mod tests {
         assert_eq!(src.mapped_bytes(), 0);
     }
 
+    #[cfg_attr(miri, ignore)]
+    #[test]
+    fn node_binding_and_missing_nodes() {
+        let src = PageSource::new();
+        let tier = LargeTier::new();
+        let node0 = Some(NodeId::new(0));
+        let p = tier.alloc(&src, 200_000, 8, node0);
+        assert!(!p.is_null());
+        // SAFETY: ours.
+        unsafe {
+            assert_eq!(tier.lookup(p).unwrap().node(), node0);
+            let q = tier.realloc(&src, p, 900_000);
+            assert_eq!(tier.lookup(q).unwrap().node(), node0);
+            tier.free(&src, q).unwrap();
+        }
+        assert_eq!(
+            tier.try_alloc(&src, 200_000, 8, Some(NodeId::new(1000))),
+            Err(LargeError::NodeGone)
+        );
+        // Cached mappings of node 0 are not handed to other nodes' requests.
+        let cached = tier.cached_bytes();
+        assert!(cached > 0);
+        let r = tier.alloc(&src, 200_000, 8, None);
+        assert_eq!(tier.cache_hits(), 0);
+        // SAFETY: ours.
+        unsafe { tier.free(&src, r).unwrap() };
+        tier.trim_cache(&src);
+        assert_eq!(src.mapped_bytes(), 0);
+    }
+
     #[test]
     fn threads_allocate_and_free() {
         static SRC: PageSource = PageSource::new();
@@ -1038,7 +1071,8 @@ mod tests {
         unsafe { tier.free(&src, p).unwrap() };
         assert_eq!(tier.cached_bytes(), len);
         assert_eq!(resident(p), 0, "a cached mapping holds no RSS");
-        tier.trim_cache(&src);
+        assert_eq!(tier.trim_cache(&src), len);
+        assert_eq!(src.mapped_bytes(), 0);
     }
 
     #[test]

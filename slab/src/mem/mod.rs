@@ -387,6 +387,72 @@ mod tests {
         unsafe { l.unlock() };
     }
 
+    /// The fork hooks in a real fork: the prepare side takes every lock of the layer (arena and large tier,
+    /// then the metadata lock last), the child releases them and must be able to allocate from each
+    /// component; the parent releases them too and carries on.
+    #[cfg(not(miri))]
+    #[test]
+    fn fork_hooks_work_in_parent_and_child() {
+        use hotslab_numa::{NodeId, PageSource};
+        static SRC: PageSource = PageSource::new();
+        static ARENA: NodeArena = NodeArena::new(NodeId::new(0), None);
+        static LARGE: LargeTier = LargeTier::new();
+
+        fn exercise() -> bool {
+            let l = std::alloc::Layout::new::<[u64; 4]>();
+            let m = meta_alloc(l);
+            let Ok(span) = ARENA.alloc_units(&SRC, 1) else {
+                return false;
+            };
+            let big = LARGE.alloc(&SRC, 300_000, 8, None);
+            let ok = !m.is_null() && !big.is_null();
+            // SAFETY: each was allocated just above (null is ignored / rejected without effect).
+            unsafe {
+                meta_free(m, l);
+                let _ = ARENA.free_units(&SRC, span, 1);
+                let _ = LARGE.free(&SRC, big);
+            }
+            ok
+        }
+
+        assert!(exercise());
+        ARENA.lock_for_fork();
+        LARGE.lock_for_fork();
+        meta_lock_for_fork();
+        // SAFETY: the child only runs async-signal-safe work of this layer (atomics, mmap, madvise, munmap,
+        // futex) and leaves with _exit, so no state of other threads (stdio, malloc) is used.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            // SAFETY: (child) the forking thread took these locks before fork.
+            unsafe {
+                meta_unlock_after_fork();
+                LARGE.unlock_after_fork();
+                ARENA.unlock_after_fork();
+            }
+            let ok = exercise();
+            // SAFETY: _exit ends the child without running the parent's atexit handlers or destructors.
+            unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+        }
+        // SAFETY: (parent) this thread took the locks above.
+        unsafe {
+            meta_unlock_after_fork();
+            LARGE.unlock_after_fork();
+            ARENA.unlock_after_fork();
+        }
+        assert!(pid > 0, "fork failed");
+        let mut status = 0;
+        // SAFETY: waiting for our own child; status is a valid out-pointer.
+        let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+        assert_eq!(r, pid);
+        assert!(
+            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+            "child failed: {status}"
+        );
+        assert!(exercise());
+        LARGE.trim_cache(&SRC);
+        ARENA.release_all(&SRC).unwrap();
+    }
+
     #[test]
     fn os_map_is_zeroed_and_aligned() {
         let align = 1 << 20;

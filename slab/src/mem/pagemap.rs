@@ -7,6 +7,9 @@
 //! static array of `AtomicPtr` (all zero, so it lives in .bss and costs nothing until touched); each leaf is
 //! an array of `AtomicUsize` mapped from the OS on first use and installed with a CAS (the loser unmaps its
 //! own leaf). Leaves are never unmapped: a lock-free reader may hold a pointer to one at any time.
+//!
+//! Value convention (kept by the callers): the low three bits are a tag (`large::TAG_MASK`). Tag 0 = an
+//! 8-byte-aligned slab descriptor pointer stored as is; `large::TAG_LARGE` = a large-object descriptor.
 
 use super::{os_map, os_unmap};
 use std::ptr;

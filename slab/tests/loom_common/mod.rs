@@ -20,7 +20,8 @@ pub const NODES: u16 = 2;
 /// The simulated topology, read once per process (sysfs is not part of any model).
 fn topology() -> Box<Topology> {
     static TOPO: OnceLock<Box<Topology>> = OnceLock::new();
-    TOPO.get_or_init(|| Topology::simulated(NODES as usize).expect("simulated topology")).clone()
+    TOPO.get_or_init(|| Topology::simulated(NODES as usize).expect("simulated topology"))
+        .clone()
 }
 
 /// One execution's world: a slab domain (no kmalloc caches: loom explores only what the model does) over
@@ -41,7 +42,12 @@ impl World {
             mem.set(NodeId::new(n));
         }
         let hp = Arc::new(HotplugDomain::new(possible, mem, LockKind::Seed));
-        let cfg = DomainConfig { mode, lock_kind: LockKind::Seed, drain_timeout: Duration::ZERO, kmalloc: false };
+        let cfg = DomainConfig {
+            mode,
+            lock_kind: LockKind::Seed,
+            drain_timeout: Duration::ZERO,
+            kmalloc: false,
+        };
         let domain = SlabDomain::new(topology(), hp, cfg).expect("slab domain");
         World { domain }
     }
@@ -64,7 +70,58 @@ impl World {
     }
 }
 
-/// What one model run explored.
+/// What one execution saw after its threads joined: whether I1 held, and the race detectors' counts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Seen {
+    /// `check_invariants()` reported a missing or stray part.
+    pub i1_broken: bool,
+    /// `Violations::missing_part`.
+    pub missing_part: u64,
+    /// `Violations::double_retire`.
+    pub double_retire: u64,
+    /// `Violations::leaked_part`.
+    pub leaked_part: u64,
+    /// `Violations::use_after_retire`.
+    pub use_after_retire: u64,
+}
+
+impl Seen {
+    /// Reads the domain's invariant report and detectors.
+    pub fn of(world: &World) -> Seen {
+        let v = &world.domain.violations;
+        let r = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+        Seen {
+            i1_broken: !world.domain.check_invariants().ok(),
+            missing_part: r(&v.missing_part),
+            double_retire: r(&v.double_retire),
+            leaked_part: r(&v.leaked_part),
+            use_after_retire: r(&v.use_after_retire),
+        }
+    }
+
+    /// Did anything break?
+    pub fn broke(&self) -> bool {
+        self.i1_broken
+            || self.missing_part + self.double_retire + self.leaked_part + self.use_after_retire > 0
+    }
+}
+
+/// One kind of break, for [`Outcome::assert_found`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// I1 (a node with memory without a live part, or a live part for a node without memory).
+    I1,
+    /// An allocation found no part for a node with memory.
+    MissingPart,
+    /// A part retired twice.
+    DoubleRetire,
+    /// A destroyed cache's part nobody retired.
+    LeakedPart,
+    /// A part used after it was retired.
+    UseAfterRetire,
+}
+
+/// What one model run explored: executions, and in how many of them each kind of break showed.
 #[derive(Debug)]
 pub struct Outcome {
     /// Model name.
@@ -73,63 +130,113 @@ pub struct Outcome {
     pub bound: usize,
     /// Executions (schedules) loom ran.
     pub executions: usize,
-    /// Executions in which an invariant broke.
+    /// Executions in which anything broke.
     pub broken: usize,
+    /// Executions per kind: I1, missing part, double retire, leaked part, use after retire.
+    pub by_kind: [usize; 5],
     /// Wall time of the run.
     pub elapsed: Duration,
 }
 
 impl Outcome {
-    /// The model must have found the violation in at least one schedule (Legacy, mutation checks).
+    /// The model must have found a break of one of `kinds` in at least one schedule (Legacy, mutation
+    /// checks).
     #[track_caller]
-    pub fn assert_found(&self) {
+    pub fn assert_found(&self, kinds: &[Kind]) {
+        let n: usize = kinds.iter().map(|&k| self.by_kind[k as usize]).sum();
         assert!(
-            self.broken > 0,
-            "{}: no schedule out of {} (preemption bound {}) broke an invariant; the model cannot fail",
+            n > 0,
+            "{}: no schedule out of {} (preemption bound {}) showed {kinds:?} (breaks by kind: {:?}); \
+             the model cannot fail",
             self.name,
             self.executions,
-            self.bound
+            self.bound,
+            self.by_kind,
         );
     }
 
-    /// No schedule may have broken an invariant (the strict models also assert inside each execution).
+    /// No schedule may have broken anything (the strict models also assert inside each execution, so that
+    /// loom reports the failing schedule).
     #[track_caller]
     pub fn assert_clean(&self) {
-        assert_eq!(self.broken, 0, "{}: {} of {} schedules broke an invariant", self.name, self.broken, self.executions);
-        assert!(self.executions > 1, "{}: loom explored a single schedule; the threads never raced", self.name);
+        assert_eq!(
+            self.broken, 0,
+            "{}: {} of {} schedules broke an invariant",
+            self.name, self.broken, self.executions
+        );
+        assert!(
+            self.executions > 1,
+            "{}: loom explored a single schedule; the threads never raced",
+            self.name
+        );
     }
 }
 
-/// Runs `one` (one execution; returns whether it broke an invariant) under loom with preemption bound
-/// `bound`, counting executions and breaks in std atomics that live across executions (they are fresh for
-/// every call, so concurrent tests do not share them). Prints a one-line summary.
-pub fn explore(name: &'static str, bound: usize, one: impl Fn() -> bool + Send + Sync + 'static) -> Outcome {
-    let executions = Arc::new(AtomicUsize::new(0));
-    let broken = Arc::new(AtomicUsize::new(0));
+/// Runs `one` (one execution; returns what it saw) under loom with preemption bound `bound` (or
+/// `LOOM_MAX_PREEMPTIONS` when set, loom's own override, for deeper runs by hand), counting
+/// executions and breaks in std atomics that live across executions (fresh for every call, so tests running
+/// side by side do not share them). Prints a one-line summary.
+pub fn explore(
+    name: &'static str,
+    bound: usize,
+    one: impl Fn() -> Seen + Send + Sync + 'static,
+) -> Outcome {
+    // loom's own variable deepens (or shortens) a run by hand; the bound stated in the model is the default.
+    let bound = std::env::var("LOOM_MAX_PREEMPTIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(bound);
+    let counts: Arc<[AtomicUsize; 7]> = Arc::new(Default::default());
     let mut b = loom::model::Builder::new();
     b.preemption_bound = Some(bound);
     // The real create / destroy / offline paths make many atomic and lock operations per execution.
     b.max_branches = 100_000;
     let start = Instant::now();
     {
-        let (executions, broken) = (executions.clone(), broken.clone());
+        let counts = counts.clone();
         b.check(move || {
-            executions.fetch_add(1, Ordering::Relaxed);
-            if one() {
-                broken.fetch_add(1, Ordering::Relaxed);
-            }
+            let seen = one();
+            let bump = |i: usize, on: bool| {
+                if on {
+                    counts[i].fetch_add(1, Ordering::Relaxed);
+                }
+            };
+            bump(0, true);
+            bump(1, seen.broke());
+            bump(2, seen.i1_broken);
+            bump(3, seen.missing_part > 0);
+            bump(4, seen.double_retire > 0);
+            bump(5, seen.leaked_part > 0);
+            bump(6, seen.use_after_retire > 0);
         });
     }
+    let c = |i: usize| counts[i].load(Ordering::Relaxed);
     let out = Outcome {
         name,
         bound,
-        executions: executions.load(Ordering::Relaxed),
-        broken: broken.load(Ordering::Relaxed),
+        executions: c(0),
+        broken: c(1),
+        by_kind: [c(2), c(3), c(4), c(5), c(6)],
         elapsed: start.elapsed(),
     };
     println!(
-        "loom model {:<48} bound {} executions {:>7} broken {:>6} time {:.1?}",
-        out.name, out.bound, out.executions, out.broken, out.elapsed
+        "loom model {:<50} bound {} executions {:>6} broken {:>5} [i1 {} missing {} double {} leak {} uaf {}] {:.2?}",
+        out.name,
+        out.bound,
+        out.executions,
+        out.broken,
+        out.by_kind[0],
+        out.by_kind[1],
+        out.by_kind[2],
+        out.by_kind[3],
+        out.by_kind[4],
+        out.elapsed
     );
     out
+}
+
+/// Whether a model in `mode` (with the read side switched off by the mutation switch, if `mutate`) must
+/// explore cleanly: OnlineMems and SlabNodes must; Legacy and the mutated OnlineMems are expected to break.
+pub fn expects_clean(mode: LockingMode, mutate: bool) -> bool {
+    mode != LockingMode::Legacy && !mutate
 }
