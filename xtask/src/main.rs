@@ -381,7 +381,6 @@ fn stage_loom(ctx: &Ctx) -> Result<(), String> {
     let mut cmd = cargo();
     cmd.env("RUSTFLAGS", "--cfg loom")
         .env("CARGO_TARGET_DIR", ctx.root.join("target/loom"))
-        .env("LOOM_MAX_PREEMPTIONS", "3")
         .args([
             "test",
             "--release",
