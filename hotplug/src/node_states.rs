@@ -154,6 +154,12 @@ impl NodeStates {
     pub(crate) fn restore(&self, before: NodeStateSnapshot) {
         *sync::lock(&self.masks) = before;
     }
+
+    /// Holds the masks' lock until the guard is dropped: a `fork` prepare handler takes it so that
+    /// no thread is inside a mask read when the process forks (the child would find it locked).
+    pub fn lock_for_fork(&self) -> sync::MutexGuard<'_, NodeStateSnapshot> {
+        sync::lock(&self.masks)
+    }
 }
 
 impl core::fmt::Debug for NodeStates {

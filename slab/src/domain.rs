@@ -249,7 +249,7 @@ pub struct SlabDomain {
     /// which must not take slab_mutex (it comes before their locks in the lock order).
     slab_nodes_view: [StdAtomicU64; 16],
     fail_part_alloc: StdAtomicU64,
-    self_weak: std::sync::Mutex<Option<Weak<SlabDomain>>>,
+    pub(crate) self_weak: std::sync::Mutex<Option<Weak<SlabDomain>>>,
 }
 
 // SAFETY: the arena array is metadata owned by the domain and internally synchronised.
@@ -431,7 +431,7 @@ impl SlabDomain {
         self.nr_node_ids
     }
 
-    fn arena(&self, nid: NodeId) -> Option<&NodeArena> {
+    pub(crate) fn arena(&self, nid: NodeId) -> Option<&NodeArena> {
         // SAFETY: index checked; arenas live as long as the domain.
         (nid.index() < self.nr_node_ids).then(|| unsafe { &*self.arenas.add(nid.index()) })
     }
@@ -983,11 +983,11 @@ impl MemoryCallback for SlabDomain {
 
 /// Every live domain, so that thread exit can flush a slot everywhere.
 #[cfg(not(loom))]
-mod registry_of_domains {
+pub(crate) mod registry_of_domains {
     use super::SlabDomain;
     use std::sync::Mutex;
 
-    struct List {
+    pub(crate) struct List {
         items: [usize; 256],
         len: usize,
     }
@@ -1013,6 +1013,18 @@ mod registry_of_domains {
         if let Some(i) = l.items[..n].iter().position(|&x| x == me) {
             l.items[i] = l.items[n - 1];
             l.len -= 1;
+        }
+    }
+
+    /// Fork: the list, locked from the prepare handler to the parent/child handler (fork.rs).
+    pub(crate) fn lock_for_fork() -> std::sync::MutexGuard<'static, List> {
+        DOMAINS.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    impl List {
+        /// The registered domains' addresses.
+        pub(crate) fn domains(&self) -> &[usize] {
+            &self.items[..self.len]
         }
     }
 

@@ -93,7 +93,8 @@ fn build() -> bool {
     unsafe {
         let topo = (*TOPOLOGY.0.get()).as_mut_ptr();
         topo.write(Topology::single_node_fallback());
-        let _ = Topology::read_sysfs_into(&mut *topo);
+        crate::knobs::read();
+        crate::knobs::topology_into(&mut *topo);
         let topo: &'static Topology = &*topo;
         let nodes = topo.nodes();
         let initial = NodeStateSnapshot {
@@ -104,7 +105,9 @@ fn build() -> bool {
         };
         (*HOTPLUG.0.get()).write(HotplugDomain::with_states(initial, LockKind::Seed));
         let hp: &'static HotplugDomain = (*HOTPLUG.0.get()).assume_init_ref();
-        let Ok(d) = SlabDomain::build_static(topo, hp, DomainConfig::default()) else {
+        let mut config = DomainConfig::default();
+        crate::knobs::apply(&mut config);
+        let Ok(d) = SlabDomain::build_static(topo, hp, config) else {
             return false;
         };
         (*DOMAIN.0.get()).write(d);
@@ -115,6 +118,9 @@ fn build() -> bool {
         for (slot, c) in KMALLOC.iter().zip(d.kmalloc.iter()) {
             slot.store(c.load(Ordering::Acquire), Ordering::Release);
         }
+        #[cfg(not(any(loom, miri)))]
+        crate::fork::install();
+        crate::knobs::after_build(d);
         true
     }
 }

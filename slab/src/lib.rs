@@ -58,12 +58,16 @@ mod asan;
 mod cache;
 mod debug;
 mod domain;
+#[cfg(not(any(loom, miri)))]
+mod fork;
 mod global;
 mod hotplug;
 mod kmalloc;
+mod knobs;
 mod node;
 #[cfg(not(loom))]
 pub mod race;
+mod report;
 mod slab;
 mod stats;
 mod sync;
@@ -75,6 +79,8 @@ pub use cache::{
 };
 pub use debug::{DebugFlags, POISON_END, POISON_FREE, RED_ACTIVE, RED_INACTIVE};
 pub use domain::{DomainConfig, InvariantReport, LockingMode, SlabDomain, Violations};
+#[cfg(not(any(loom, miri)))]
+pub use fork::{fork_stats, ForkStats};
 pub use global::{default_domain, SlabAlloc};
 pub use hotslab_hotplug as hotplug_api;
 pub use hotslab_numa as numa;
@@ -83,5 +89,6 @@ pub use kmalloc::{
     KMALLOC_CLASSES, KMALLOC_MAX,
 };
 pub use node::PartState;
+pub use report::{print_slabinfo, SLABINFO_HEADER};
 pub use stats::SlabInfoRow;
 pub use thread::{exit_thread_now, slots_in_use as thread_slots_in_use};

@@ -201,6 +201,23 @@ mod slots {
         }
     }
 
+    /// The calling thread's slot, without assigning one (fork child handler).
+    pub fn caller_slot() -> Option<usize> {
+        let s = SLOT.try_with(Cell::get).ok()? as usize;
+        (s < MAX_SLOTS).then_some(s)
+    }
+
+    /// Fork child: only the forking thread exists; every slot but `keep` becomes free.
+    pub fn keep_only_after_fork(keep: Option<usize>) {
+        for (w, word) in BITMAP.iter().enumerate() {
+            let bit = match keep {
+                Some(s) if s / 64 == w => 1u64 << (s % 64),
+                _ => 0,
+            };
+            word.store(bit, Ordering::Release);
+        }
+    }
+
     pub fn in_use() -> usize {
         BITMAP
             .iter()
@@ -233,6 +250,8 @@ mod slots {
 }
 
 pub(crate) use slots::current as current_slot;
+#[cfg(not(loom))]
+pub(crate) use slots::{caller_slot, keep_only_after_fork};
 
 /// Gives the calling thread's slot back as thread exit would (tests: simulate thread exit).
 pub fn exit_thread_now() {

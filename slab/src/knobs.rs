@@ -1,0 +1,267 @@
+//! Environment knobs of the process-wide default domain, read once when it is built and without
+//! allocating (libc `getenv` on the static environment, values parsed by hand): `HOTSLAB_MODE`,
+//! `HOTSLAB_NODES`, `HOTSLAB_STATS`, `HOTSLAB_DEBUG`. Owns the parsed values and the exit hook
+//! that prints the slabinfo table; must not allocate or panic. Domains built by hand ignore
+//! these variables.
+//!
+//! | variable | values | effect |
+//! |---|---|---|
+//! | `HOTSLAB_MODE` | `onlinemems` (default), `legacy`, `slabnodes` | locking mode of the default domain |
+//! | `HOTSLAB_NODES` | `1`..=128 | a simulated topology of that many nodes over the real ones |
+//! | `HOTSLAB_STATS` | `1` (stderr), or an absolute file path (appended) | slabinfo table at exit |
+//! | `HOTSLAB_DEBUG` | `1`/`all`, or letters `Z` red zones, `P` poison, `H` hardened freelist | debug mode of the kmalloc caches ([`crate::DebugFlags`]) |
+
+use core::cell::UnsafeCell;
+use std::sync::atomic::{AtomicU32, AtomicU8, AtomicUsize, Ordering};
+
+use hotslab_numa::{Topology, MAX_TOPOLOGY_NODES};
+
+use crate::debug::DebugFlags;
+use crate::domain::{DomainConfig, LockingMode, SlabDomain};
+
+/// Where the exit statistics go.
+const STATS_OFF: u8 = 0;
+const STATS_STDERR: u8 = 1;
+const STATS_FILE: u8 = 2;
+
+static MODE: AtomicU8 = AtomicU8::new(0); // 0 OnlineMems, 1 Legacy, 2 SlabNodes
+static NODES: AtomicUsize = AtomicUsize::new(0); // 0: the real topology
+static STATS: AtomicU8 = AtomicU8::new(STATS_OFF);
+static DEBUG: AtomicU32 = AtomicU32::new(0);
+
+const PATH_MAX: usize = 256;
+
+/// Written once by the builder before `STATS` is stored (Release); read after an Acquire load.
+struct Bytes<T>(UnsafeCell<T>);
+// SAFETY: see the type's doc: a single writer publishes through `STATS`.
+unsafe impl<T> Sync for Bytes<T> {}
+
+static STATS_PATH: Bytes<[u8; PATH_MAX]> = Bytes(UnsafeCell::new([0; PATH_MAX]));
+/// The real topology a simulated one is laid over (too large for a small thread stack).
+static BASE: Bytes<Topology> = Bytes(UnsafeCell::new(Topology::empty()));
+
+fn say(parts: &[&[u8]]) {
+    for p in parts {
+        // SAFETY: writes a valid buffer to stderr.
+        unsafe { libc::write(2, p.as_ptr().cast(), p.len()) };
+    }
+}
+
+/// The value of environment variable `name` (NUL-terminated), if set.
+fn env(name: &'static [u8]) -> Option<&'static [u8]> {
+    // SAFETY: name is NUL-terminated; glibc's getenv neither allocates nor locks, and returns
+    // null or a pointer into the process environment.
+    let p = unsafe { libc::getenv(name.as_ptr().cast()) };
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: getenv returned a NUL-terminated string that lives while the environment is not
+    // changed; we read it once, now.
+    Some(unsafe { core::ffi::CStr::from_ptr(p) }.to_bytes())
+}
+
+/// Parses a decimal number without overflow.
+fn decimal(s: &[u8]) -> Option<usize> {
+    if s.is_empty() || s.len() > 6 {
+        return None;
+    }
+    let mut n = 0usize;
+    for &b in s {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        n = n * 10 + (b - b'0') as usize;
+    }
+    Some(n)
+}
+
+fn parse_mode(s: &[u8]) -> Option<LockingMode> {
+    let mut buf = [0u8; 16];
+    let mut n = 0;
+    for &b in s {
+        if b == b'-' || b == b'_' {
+            continue;
+        }
+        if n == buf.len() {
+            return None;
+        }
+        buf[n] = b.to_ascii_lowercase();
+        n += 1;
+    }
+    match &buf[..n] {
+        b"onlinemems" => Some(LockingMode::OnlineMems),
+        b"legacy" => Some(LockingMode::Legacy),
+        b"slabnodes" => Some(LockingMode::SlabNodes),
+        _ => None,
+    }
+}
+
+/// `HOTSLAB_DEBUG`: `1`/`all` (every check), `0` (off), or letters as in `slub_debug`: `Z` red
+/// zones, `P` poison, `H` hardened freelist (case-insensitive). `None` for anything else.
+fn parse_debug(s: &[u8]) -> Option<DebugFlags> {
+    match s {
+        b"" | b"0" => return Some(DebugFlags::NONE),
+        b"1" | b"all" | b"ALL" => return Some(DebugFlags::ALL),
+        _ => {}
+    }
+    let mut f = DebugFlags::NONE;
+    for &b in s {
+        f = f | match b.to_ascii_uppercase() {
+            b'Z' => DebugFlags::RED_ZONE,
+            b'P' => DebugFlags::POISON,
+            b'H' => DebugFlags::HARDENED_FREELIST,
+            _ => return None,
+        };
+    }
+    Some(f)
+}
+
+/// Reads the variables (the builder calls this once, before it builds the default domain).
+pub(crate) fn read() {
+    if let Some(v) = env(b"HOTSLAB_MODE\0") {
+        match parse_mode(v) {
+            Some(m) => MODE.store(
+                match m {
+                    LockingMode::OnlineMems => 0,
+                    LockingMode::Legacy => 1,
+                    LockingMode::SlabNodes => 2,
+                },
+                Ordering::Relaxed,
+            ),
+            None => say(&[
+                b"hotslab: HOTSLAB_MODE: expected legacy, onlinemems or slabnodes; ",
+                b"using onlinemems\n",
+            ]),
+        }
+    }
+    if let Some(v) = env(b"HOTSLAB_NODES\0") {
+        match decimal(v) {
+            Some(n) if n <= MAX_TOPOLOGY_NODES => NODES.store(n, Ordering::Relaxed),
+            _ => say(&[b"hotslab: HOTSLAB_NODES: expected 0..=128; using the real topology\n"]),
+        }
+    }
+    if let Some(v) = env(b"HOTSLAB_DEBUG\0") {
+        match parse_debug(v) {
+            Some(f) => DEBUG.store(f.bits(), Ordering::Relaxed),
+            None => say(&[b"hotslab: HOTSLAB_DEBUG: expected 0, 1, all or letters Z P H; off\n"]),
+        }
+    }
+    if let Some(v) = env(b"HOTSLAB_STATS\0") {
+        let target = match v {
+            b"" | b"0" => STATS_OFF,
+            b"1" => STATS_STDERR,
+            p if p.first() == Some(&b'/') && p.len() < PATH_MAX => {
+                // SAFETY: only the builder writes the path, before publishing STATS below.
+                let buf = unsafe { &mut *STATS_PATH.0.get() };
+                buf[..p.len()].copy_from_slice(p);
+                buf[p.len()] = 0;
+                STATS_FILE
+            }
+            _ => {
+                say(&[b"hotslab: HOTSLAB_STATS: expected 1 or an absolute path; off\n"]);
+                STATS_OFF
+            }
+        };
+        STATS.store(target, Ordering::Release);
+    }
+}
+
+/// Applies the mode knob to the default domain's settings.
+pub(crate) fn apply(cfg: &mut DomainConfig) {
+    cfg.mode = match MODE.load(Ordering::Relaxed) {
+        1 => LockingMode::Legacy,
+        2 => LockingMode::SlabNodes,
+        _ => LockingMode::OnlineMems,
+    };
+}
+
+/// Fills `out` with the default domain's topology: the real one read from sysfs, or
+/// `HOTSLAB_NODES` simulated nodes laid over it.
+///
+/// # Safety
+/// Only the builder of the default domain calls this, once (it uses a static scratch topology).
+pub(crate) unsafe fn topology_into(out: &mut Topology) {
+    let n = NODES.load(Ordering::Relaxed);
+    if n == 0 {
+        // On error `out` holds the single-node fallback.
+        let _ = Topology::read_sysfs_into(out);
+        return;
+    }
+    // SAFETY: the builder is the only user of BASE (caller contract).
+    let base = unsafe { &mut *BASE.0.get() };
+    let _ = Topology::read_sysfs_into(base);
+    if Topology::simulate_into(base, n, out).is_err() {
+        say(&[b"hotslab: HOTSLAB_NODES: cannot simulate that topology; using the real one\n"]);
+        let _ = Topology::read_sysfs_into(out);
+    }
+}
+
+/// Once the default domain is built: switches on the debug mode `HOTSLAB_DEBUG` asked for, and
+/// registers the exit hook if `HOTSLAB_STATS` asked for statistics.
+pub(crate) fn after_build(d: &SlabDomain) {
+    let debug = DebugFlags::from_bits(DEBUG.load(Ordering::Relaxed));
+    if !debug.is_empty() {
+        d.set_kmalloc_debug(debug);
+    }
+    if STATS.load(Ordering::Acquire) == STATS_OFF {
+        return;
+    }
+    // SAFETY: registers an extern "C" function that never unwinds. glibc keeps the first 32
+    // registrations in static storage; a later one calls malloc, which works by now.
+    if unsafe { libc::atexit(stats_at_exit) } != 0 {
+        say(&[b"hotslab: HOTSLAB_STATS: atexit failed\n"]);
+    }
+}
+
+extern "C" fn stats_at_exit() {
+    match STATS.load(Ordering::Acquire) {
+        STATS_STDERR => {
+            crate::report::print_slabinfo(2);
+        }
+        STATS_FILE => {
+            // SAFETY: the path was written (NUL-terminated) before STATS was published.
+            let path = unsafe { &*STATS_PATH.0.get() };
+            // SAFETY: path is NUL-terminated; open does not allocate.
+            let fd = unsafe {
+                libc::open(
+                    path.as_ptr().cast(),
+                    libc::O_WRONLY | libc::O_APPEND | libc::O_CREAT | libc::O_CLOEXEC,
+                    0o644,
+                )
+            };
+            if fd >= 0 {
+                crate::report::print_slabinfo(fd);
+                // SAFETY: fd is ours.
+                unsafe { libc::close(fd) };
+            }
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_by_hand() {
+        assert_eq!(decimal(b"4"), Some(4));
+        assert_eq!(decimal(b"128"), Some(128));
+        assert_eq!(decimal(b""), None);
+        assert_eq!(decimal(b"4x"), None);
+        assert_eq!(decimal(b"99999999999999999999"), None);
+        assert_eq!(parse_mode(b"Legacy"), Some(LockingMode::Legacy));
+        assert_eq!(parse_mode(b"online-mems"), Some(LockingMode::OnlineMems));
+        assert_eq!(parse_mode(b"slab_nodes"), Some(LockingMode::SlabNodes));
+        assert_eq!(parse_mode(b"rwsem"), None);
+        assert_eq!(parse_mode(b"a-very-long-name-indeed"), None);
+        assert_eq!(parse_debug(b"1"), Some(DebugFlags::ALL));
+        assert_eq!(parse_debug(b"0"), Some(DebugFlags::NONE));
+        assert_eq!(
+            parse_debug(b"zp"),
+            Some(DebugFlags::RED_ZONE | DebugFlags::POISON)
+        );
+        assert_eq!(parse_debug(b"H"), Some(DebugFlags::HARDENED_FREELIST));
+        assert_eq!(parse_debug(b"FZ"), None);
+    }
+}
