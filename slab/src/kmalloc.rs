@@ -255,14 +255,16 @@ pub(crate) unsafe fn kfree_any(
 ) -> Result<(), FreeError> {
     match owner_of(p) {
         Owner::Slab(s) => {
-            if !s.is_object_start(p) {
-                if s.dbg.flags != 0 {
-                    // Debug objects sit behind a red zone, never at a slot start: checked there
-                    // (an invalid pointer into a debug slab is reported and aborts).
-                    // SAFETY: forwarded from the caller.
-                    unsafe { crate::debug::free_checked(s, p) };
-                    return Ok(());
+            if s.dbg.flags != 0 {
+                // Debug objects sit behind a red zone, never at a slot start.
+                if !crate::debug::is_object(s, p) {
+                    return Err(FreeError::Interior);
                 }
+                // SAFETY: p is an object of debug slab s (a second free is caught there).
+                unsafe { crate::debug::free(s, p) };
+                return Ok(());
+            }
+            if !s.is_object_start(p) {
                 return Err(FreeError::Interior);
             }
             // SAFETY: s.cache lives as long as its domain; p is an object start of s.

@@ -283,8 +283,11 @@ fn kmalloc_debug_keeps_alignment_and_contents() {
             assert_eq!(p as usize % align, 0, "size {size} align {align}");
             let usable = hotslab::usable_size(p).unwrap();
             assert!(usable >= size);
-            // SAFETY: `usable` bytes are ours.
-            unsafe { p.write_bytes(size as u8, usable) };
+            // SAFETY: `usable` bytes are ours; p+1 is only looked up (and refused).
+            unsafe {
+                p.write_bytes(size as u8, usable);
+                assert_eq!(d.kfree_checked(p.add(1)), Err(hotslab::FreeError::Interior));
+            }
             live.push((p, size, align));
         }
     }

@@ -118,7 +118,7 @@ fn interior_pointer_is_caught() {
         "interior",
         &[
             "cache kmalloc-64",
-            "free of a pointer that is not the start of an object",
+            "free of a pointer into the middle of an object",
         ],
     );
 }
