@@ -1,1 +1,11 @@
-//! placeholder
+//! Shared code of the hotslab benches: the peer allocators, the allocator-generic workloads the
+//! criterion benches and bins drive, the whole-program workload, and the report writer.
+//! It owns nothing of the allocator itself and must not touch `slab/`, `numa/` or `hotplug/`.
+
+pub mod peers;
+pub mod program;
+pub mod report;
+pub mod rng;
+pub mod workloads;
+
+pub use rng::Rng;

@@ -1,0 +1,168 @@
+//! `KmemCache` benches: a fixed-size object from a cache against `Box` and against every peer's
+//! `GlobalAlloc` for the same layout; and cache create+destroy cost against the number of
+//! simulated nodes, per locking mode. Uses hotslab's public API only.
+
+mod common;
+
+use core::alloc::Layout;
+use std::hint::black_box;
+use std::ptr::NonNull;
+use std::sync::Arc;
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use hotslab::{CacheConfig, DomainConfig, KmemCache, LockingMode, SlabDomain};
+use hotslab_benches::for_each_peer;
+use hotslab_benches::workloads::{alloc, free};
+use hotslab_hotplug::LockKind;
+
+/// The fixed-size object (96 bytes, like a small kernel struct).
+#[derive(Clone, Copy)]
+#[repr(C)]
+struct Obj {
+    words: [u64; 12],
+}
+
+const OBJ: Obj = Obj { words: [0x5a; 12] };
+const BATCH: usize = 1000;
+
+fn domain(nodes: usize, mode: LockingMode, lock_kind: LockKind) -> Arc<SlabDomain> {
+    SlabDomain::simulated_with(
+        nodes,
+        DomainConfig {
+            kmalloc: false,
+            mode,
+            lock_kind,
+            ..Default::default()
+        },
+    )
+    .expect("simulated domain")
+}
+
+fn cache_pair(cache: &KmemCache) {
+    let p = cache.alloc().expect("cache alloc");
+    // SAFETY: the cache hands out objects of size_of::<Obj>() bytes aligned for Obj.
+    unsafe { p.cast::<Obj>().as_ptr().write(OBJ) };
+    cache.free(black_box(p)).expect("cache free");
+}
+
+fn cache_vs_box(c: &mut Criterion) {
+    let d = domain(1, LockingMode::OnlineMems, LockKind::Seed);
+    let cache = d
+        .create_cache(
+            CacheConfig::new("bench_obj", core::mem::size_of::<Obj>())
+                .align(core::mem::align_of::<Obj>()),
+        )
+        .expect("create cache");
+    let l = Layout::new::<Obj>();
+    let mut g = c.benchmark_group("kmemcache");
+
+    g.throughput(Throughput::Elements(1));
+    g.bench_function(BenchmarkId::new("hotslab", "pair"), |b| {
+        b.iter(|| cache_pair(&cache))
+    });
+    g.bench_function(BenchmarkId::new("box-system", "pair"), |b| {
+        b.iter(|| drop(black_box(Box::new(OBJ))))
+    });
+    for_each_peer!(|name, a| {
+        let id = if name == "hotslab" {
+            "hotslab-kmalloc"
+        } else {
+            name
+        };
+        g.bench_function(BenchmarkId::new(id, "pair"), |b| {
+            b.iter(|| {
+                let p = alloc(a, l);
+                // SAFETY: p is null or a live block of Layout::new::<Obj>().
+                unsafe {
+                    if !p.is_null() {
+                        (p as *mut Obj).write(OBJ);
+                    }
+                    free(a, black_box(p), l)
+                }
+            })
+        });
+    });
+
+    g.throughput(Throughput::Elements(BATCH as u64));
+    let mut objs: Vec<Option<NonNull<u8>>> = vec![None; BATCH];
+    g.bench_function(BenchmarkId::new("hotslab", "batch1000"), |b| {
+        b.iter(|| {
+            for o in objs.iter_mut() {
+                *o = cache.alloc().ok();
+            }
+            for o in objs.iter_mut().rev() {
+                if let Some(p) = o.take() {
+                    cache.free(p).expect("cache free");
+                }
+            }
+        })
+    });
+    let mut boxes: Vec<Option<Box<Obj>>> = (0..BATCH).map(|_| None).collect();
+    g.bench_function(BenchmarkId::new("box-system", "batch1000"), |b| {
+        b.iter(|| {
+            for o in boxes.iter_mut() {
+                *o = Some(Box::new(OBJ));
+            }
+            for o in boxes.iter_mut().rev() {
+                drop(black_box(o.take()));
+            }
+        })
+    });
+    let mut raw = vec![core::ptr::null_mut::<u8>(); BATCH];
+    for_each_peer!(|name, a| {
+        let id = if name == "hotslab" {
+            "hotslab-kmalloc"
+        } else {
+            name
+        };
+        g.bench_function(BenchmarkId::new(id, "batch1000"), |b| {
+            b.iter(|| {
+                for p in raw.iter_mut() {
+                    *p = alloc(a, l);
+                }
+                for p in raw.iter().rev() {
+                    // SAFETY: each entry is null or allocated just above with l, freed once.
+                    unsafe { free(a, *p, l) };
+                }
+            })
+        });
+    });
+    g.finish();
+    cache
+        .destroy()
+        .expect("destroy after the bench: every object was freed");
+}
+
+fn create_destroy(c: &mut Criterion) {
+    let mut g = c.benchmark_group("create_destroy");
+    let modes = [
+        ("OnlineMems-Seed", LockingMode::OnlineMems, LockKind::Seed),
+        (
+            "OnlineMems-PerCpu",
+            LockingMode::OnlineMems,
+            LockKind::PerCpu,
+        ),
+        ("SlabNodes", LockingMode::SlabNodes, LockKind::Seed),
+    ];
+    for nodes in [1usize, 4, 16, 64] {
+        for (label, mode, kind) in modes {
+            let d = domain(nodes, mode, kind);
+            g.bench_with_input(BenchmarkId::new(label, nodes), &nodes, |b, _| {
+                b.iter(|| {
+                    let cache = d
+                        .create_cache(CacheConfig::new("bench_cd", 192))
+                        .expect("create");
+                    cache.destroy().expect("destroy");
+                })
+            });
+        }
+    }
+    g.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = common::config();
+    targets = cache_vs_box, create_destroy
+}
+criterion_main!(benches);
