@@ -74,7 +74,10 @@ fn main() {
     for i in 0..4000u16 {
         live.push((0, dentry.alloc_node(NodeId::new(i % 4)).expect("alloc")));
         if i % 3 == 0 {
-            live.push((1, inode.alloc_node(NodeId::new((i / 3) % 3)).expect("alloc")));
+            live.push((
+                1,
+                inode.alloc_node(NodeId::new((i / 3) % 3)).expect("alloc"),
+            ));
         }
     }
     let refused = d.offline_node(NodeId::new(3)).is_err();
