@@ -788,8 +788,8 @@ impl KmemCache {
                 return Err(CacheError::InteriorPointer(p as usize));
             }
             // SAFETY: p is an object start of a debug slab of this cache; the caller hands it
-            // back (a second free of it is caught and reported).
-            unsafe { debug::free(s, p) };
+            // back (a second free of it is caught and reported); `s` is not used again.
+            unsafe { debug::free(p) };
             return Ok(());
         }
         if !s.is_object_start(p) {

@@ -124,18 +124,21 @@ pub(crate) fn debug_align(c: &CacheInner) -> usize {
 /// A per-cache secret for the hardened freelist (getrandom, or a mix of addresses and time where
 /// that is unavailable). Never allocates.
 pub(crate) fn new_secret(salt: usize) -> usize {
-    let mut word = 0usize;
     #[cfg(not(miri))]
-    {
-        // SAFETY: getrandom writes at most 8 bytes into `word`; GRND_NONBLOCK never blocks.
+    let word = {
+        let mut w = 0usize;
+        // SAFETY: getrandom writes at most 8 bytes into `w`; GRND_NONBLOCK never blocks.
         unsafe {
             libc::getrandom(
-                (&mut word as *mut usize).cast(),
+                (&mut w as *mut usize).cast(),
                 core::mem::size_of::<usize>(),
                 libc::GRND_NONBLOCK,
             )
         };
-    }
+        w
+    };
+    #[cfg(miri)]
+    let word = 0usize;
     let local = 0u8;
     let mut x = word ^ salt ^ (&local as *const u8 as usize).rotate_left(17);
     // splitmix64 finaliser: spreads whatever entropy there is over all bits.
@@ -473,16 +476,33 @@ pub(crate) unsafe fn free_checked(s: &Slab, p: *mut u8) {
             format_args!("free of a pointer that is not the start of an object"),
         );
     }
+    // The caller holds `s` as a reference argument for the whole call: the slab must outlive
+    // it, so an emptied slab is left for shrink instead of being freed here.
     // SAFETY: checked above; forwarded from the caller.
-    unsafe { free(s, p) }
+    unsafe { free_inner(p, false) }
 }
 
 /// Frees object `p` of debug slab `s`: checks that it is allocated and its red zones are intact,
 /// poisons it and links it (encoded) into the slab's freelist.
 ///
+/// The slab is found through the page map (not passed as a reference: an emptied slab may be
+/// freed before this returns, which no live reference may witness).
+///
 /// # Safety
-/// `p` is an object start of `s` (see [`is_object`]) that the caller hands back.
-pub(crate) unsafe fn free(s: &Slab, p: *mut u8) {
+/// `p` is an object start of a debug slab (see [`is_object`]) that the caller hands back; the
+/// caller keeps no reference to the slab that it uses afterwards.
+pub(crate) unsafe fn free(p: *mut u8) {
+    // SAFETY: forwarded from the caller.
+    unsafe { free_inner(p, true) }
+}
+
+/// # Safety
+/// As for [`free`]; with `may_discard == false` the slab outlives the call.
+unsafe fn free_inner(p: *mut u8, may_discard: bool) {
+    let sp = crate::mem::pagemap::get(p as usize) as *mut Slab;
+    // SAFETY: p is an object of a registered debug slab, so the page map names its descriptor;
+    // this reference is not used once `settle` may free the slab.
+    let s = unsafe { &*sp };
     let c = cache_of(s);
     // SAFETY: parts outlive their slabs.
     let part = unsafe { &*s.part };
@@ -525,20 +545,23 @@ pub(crate) unsafe fn free(s: &Slab, p: *mut u8) {
         s.free_count.set(s.free_count.get() + 1);
     }
     c.shared_frees.fetch_add(1, Ordering::Relaxed);
-    settle(c, part, &mut lists, s as *const Slab as *mut Slab);
+    settle(c, part, &mut lists, sp, may_discard);
 }
 
 /// Re-files a debug slab after a free (list lock held): first on the list (it has room now), or
-/// freed if it is empty and not needed (debug mode off, part not live, or another slab of the
-/// part has room).
-fn settle(c: &CacheInner, part: &NodePart, lists: &mut PartLists, s: *mut Slab) {
+/// freed (if `may_discard`) when it is empty and not needed (debug mode off, part not live, or
+/// another slab of the part has room).
+fn settle(c: &CacheInner, part: &NodePart, lists: &mut PartLists, s: *mut Slab, may_discard: bool) {
     // SAFETY: s is on the debug list of this part; we hold the list lock.
     unsafe {
         lists.debug.remove(s);
         let other = lists.debug.head();
         let other_has_room = !other.is_null() && !(*other).free.get().is_null();
         lists.debug.push_front(s);
-        if (*s).in_use() == 0 && (!c.debug_on() || !part.accepts_new_slabs() || other_has_room) {
+        if may_discard
+            && (*s).in_use() == 0
+            && (!c.debug_on() || !part.accepts_new_slabs() || other_has_room)
+        {
             c.discard_slab(part, lists, s);
         }
     }

@@ -260,8 +260,9 @@ pub(crate) unsafe fn kfree_any(
                 if !crate::debug::is_object(s, p) {
                     return Err(FreeError::Interior);
                 }
-                // SAFETY: p is an object of debug slab s (a second free is caught there).
-                unsafe { crate::debug::free(s, p) };
+                // SAFETY: p is an object of debug slab s (a second free is caught there); `s`
+                // is not used again.
+                unsafe { crate::debug::free(p) };
                 return Ok(());
             }
             if !s.is_object_start(p) {
