@@ -28,6 +28,7 @@ fn under_hotslab(name: &str, make: fn(&Path) -> Run) -> Vec<Table> {
     let dir = scratch(name);
     let stats = dir.join("hotslab-stats.txt");
     let mut run = make(&dir);
+    run.cmd.env("MT_FORK_EXPECT_HOTSLAB", "1");
     let out = run_with(&mut run, Some(&so), Some(&stats));
     if let Err(e) = (run.check)(&out) {
         panic!("{name} under hotslab: {e}");

@@ -3,7 +3,7 @@
 //! child makes the vanished threads' state safe (thread caches reset, their slabs given back or
 //! set aside, their slots freed) and then releases them. Owns only the handlers and the guards
 //! they hold between prepare and parent/child; it must not allocate through the global allocator
-//! or panic. Not built under loom or Miri (no fork there).
+//! or panic. Not built under loom; under Miri (no fork there) the handlers are not registered.
 //!
 //! Lock order taken by prepare (the crate docs' order, plus the two leaves it needs):
 //! registry of domains → online-mems write side (each distinct hotplug domain) → `slab_mutex`
@@ -128,7 +128,7 @@ pub fn fork_stats() -> ForkStats {
 
 /// Registers the handlers (once per process). Called when the default domain has been built.
 pub(crate) fn install() {
-    if INSTALLED.swap(true, StdOrdering::AcqRel) {
+    if cfg!(miri) || INSTALLED.swap(true, StdOrdering::AcqRel) {
         return;
     }
     // SAFETY: the handlers are extern "C" functions that never unwind. glibc keeps the first 48

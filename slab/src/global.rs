@@ -118,7 +118,7 @@ fn build() -> bool {
         for (slot, c) in KMALLOC.iter().zip(d.kmalloc.iter()) {
             slot.store(c.load(Ordering::Acquire), Ordering::Release);
         }
-        #[cfg(not(any(loom, miri)))]
+        #[cfg(not(loom))]
         crate::fork::install();
         crate::knobs::after_build(d);
         true

@@ -58,7 +58,7 @@ mod asan;
 mod cache;
 mod debug;
 mod domain;
-#[cfg(not(any(loom, miri)))]
+#[cfg(not(loom))]
 mod fork;
 mod global;
 mod hotplug;
@@ -79,7 +79,7 @@ pub use cache::{
 };
 pub use debug::{DebugFlags, POISON_END, POISON_FREE, RED_ACTIVE, RED_INACTIVE};
 pub use domain::{DomainConfig, InvariantReport, LockingMode, SlabDomain, Violations};
-#[cfg(not(any(loom, miri)))]
+#[cfg(not(loom))]
 pub use fork::{fork_stats, ForkStats};
 pub use global::{default_domain, SlabAlloc};
 pub use hotslab_hotplug as hotplug_api;
