@@ -21,6 +21,9 @@
 //! (`slab_mutex` in the slab crate) — never the write side.
 
 pub mod controller;
+/// The Linux backend: follow the running kernel's memory hotplug (sysfs + uevents).
+#[cfg(all(target_os = "linux", not(loom)))]
+pub mod linux;
 pub mod node_states;
 pub mod notifier;
 pub mod online_mems;
