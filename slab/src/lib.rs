@@ -53,6 +53,9 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod mem;
+/// Following real Linux memory hotplug (sysfs + kernel uevents) in a background thread.
+#[cfg(all(target_os = "linux", not(loom)))]
+pub mod linux;
 
 mod asan;
 mod cache;
