@@ -1,0 +1,94 @@
+//! The real-kernel test: boots the QEMU guest (see `host.rs`), lets it hot-add and remove a 512 MiB DIMM
+//! on node 2 twice, and asserts on the guest's report: node 2 live in every cache after the add,
+//! draining then retired after the removal, ≥ 99 % of pages on the node they were bound to (0, 1, 2),
+//! every surviving object intact after the kernel migrated it, mbind to the removed node refused.
+//! Ignored by default (about a minute; needs qemu-system-x86 and busybox-static): run it with
+//! `qemu/run.sh`, or `cargo test --manifest-path qemu/Cargo.toml -- --ignored`. Owns no library code.
+
+use hotslab_qemu::host::{missing_tools, run, Options};
+
+const CYCLES: u32 = 2;
+
+fn env_on(name: &str) -> bool {
+    std::env::var(name).is_ok_and(|v| v == "1" || v == "true")
+}
+
+#[test]
+#[ignore = "boots a QEMU guest (about a minute): qemu/run.sh"]
+fn guest_follows_real_memory_hotplug() {
+    let opts = Options {
+        cycles: CYCLES,
+        install: env_on("HOTSLAB_QEMU_INSTALL"),
+        echo: env_on("HOTSLAB_QEMU_ECHO"),
+        ..Options::default()
+    };
+    if !opts.install {
+        let missing = missing_tools();
+        // Asked for explicitly (--ignored), so a missing tool is a failure, never a silent pass.
+        assert!(
+            missing.is_empty(),
+            "cannot run the QEMU test, missing: {missing:?} (qemu/run.sh installs them)"
+        );
+    }
+    let out = run(&opts).unwrap_or_else(|e| panic!("the harness could not run: {e}"));
+    println!("{out}");
+    let r = &out.report;
+    for c in &r.checks {
+        println!(
+            "{} {} {}",
+            if c.ok { "ok  " } else { "FAIL" },
+            c.name,
+            c.detail
+        );
+    }
+    assert!(r.passed(), "guest checks failed:\n{r}");
+    assert_eq!(r.exit, Some(0));
+
+    // The checks the issue names must be among those that passed, for every cycle.
+    for name in [
+        "boot.masks",
+        "boot.topology",
+        "boot.follower",
+        "boot.every_cache",
+    ] {
+        assert!(r.has_passed(name), "{name}");
+    }
+    for c in 1..=CYCLES {
+        for what in [
+            "node2_bindable_when_online",
+            "node2_live_in_every_cache",
+            "kernel_masks_after_add",
+            "kernel_masks_after_remove",
+            "node2_draining",
+            "mbind_node2_gone",
+            "node2_retired_when_empty",
+            "invariants",
+            "survivors_intact.hp-64",
+            "survivors_intact.large-2048k",
+            "placement.hp-192",
+            "placement.large-256k",
+            "fallback.hp-600",
+        ] {
+            let name = format!("c{c}.{what}");
+            assert!(r.has_passed(&name), "{name} missing or failed");
+        }
+        let pct = r
+            .number(&format!("c{c}.placement_pct"))
+            .expect("node 2 placement reported");
+        assert!(pct >= 99.0, "cycle {c}: {pct} % on node 2");
+    }
+    for node in [0, 1] {
+        let pct = r
+            .number(&format!("boot.node{node}.placement_pct"))
+            .expect("boot placement reported");
+        assert!(pct >= 99.0, "node {node}: {pct} %");
+    }
+    let checked = r.number("objects_checked").expect("objects checked");
+    assert!(checked > 0.0);
+    assert!(r.has_passed("follower.final"));
+    assert_eq!(out.cycles.len(), CYCLES as usize);
+    assert!(out
+        .cycles
+        .iter()
+        .all(|c| c.add_to_online.is_some() && c.del_to_offline.is_some()));
+}
