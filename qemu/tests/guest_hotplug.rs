@@ -41,6 +41,9 @@ fn guest_follows_real_memory_hotplug() {
             c.detail
         );
     }
+    for (k, v) in &r.values {
+        println!("value {k} = {v}");
+    }
     assert!(r.passed(), "guest checks failed:\n{r}");
     assert_eq!(r.exit, Some(0));
 

@@ -685,6 +685,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore)] // slow under Miri; the test above covers the paths
     fn switching_affects_new_slabs_only() {
         let d = domain();
         let c = d.create_cache(CacheConfig::new("sw", 64)).unwrap();
@@ -708,6 +709,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore)] // slow under Miri; the test above covers the paths
     fn constructor_state_survives_in_debug_slabs() {
         fn ctor(p: *mut u8) {
             // SAFETY: the constructor gets a whole 24-byte object.

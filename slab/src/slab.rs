@@ -36,6 +36,27 @@ pub(crate) enum ListKind {
     Debug,
 }
 
+/// An owner-written count that statistics read from other threads at any time (`stats`,
+/// `part_in_use` on owned slabs): relaxed atomic loads and stores, which compile to the plain
+/// moves a `Cell` would, but make those racy reads defined (ThreadSanitizer found them).
+pub(crate) struct OwnerCount(core::sync::atomic::AtomicU32);
+
+impl OwnerCount {
+    pub const fn new(v: u32) -> OwnerCount {
+        OwnerCount(core::sync::atomic::AtomicU32::new(v))
+    }
+
+    #[inline(always)]
+    pub fn get(&self) -> u32 {
+        self.0.load(core::sync::atomic::Ordering::Relaxed)
+    }
+
+    #[inline(always)]
+    pub fn set(&self, v: u32) {
+        self.0.store(v, core::sync::atomic::Ordering::Relaxed)
+    }
+}
+
 /// How a debug slab lays out its slots (all zero for a normal slab). See `debug.rs`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct SlotDebug {
@@ -58,9 +79,9 @@ pub(crate) struct Slab {
     /// Head of the private freelist (object addresses; next pointer at `freeptr_off`).
     pub free: Cell<*mut u8>,
     /// Objects on the private freelist.
-    pub free_count: Cell<u32>,
+    pub free_count: OwnerCount,
     /// Index of the first never-used object (objects at and after it are free and uncarved).
-    pub bump: Cell<u32>,
+    pub bump: OwnerCount,
     // ---- shared ---------------------------------------------------------------------------
     /// Cross-thread frees: a packed (head pointer, count) word; push-only plus take-all, so ABA
     /// cannot arise.
@@ -110,8 +131,8 @@ impl Slab {
     ) -> Slab {
         Slab {
             free: Cell::new(ptr::null_mut()),
-            free_count: Cell::new(0),
-            bump: Cell::new(0),
+            free_count: OwnerCount::new(0),
+            bump: OwnerCount::new(0),
             remote: AtomicUsize::new(0),
             owner: AtomicUsize::new(0),
             base,

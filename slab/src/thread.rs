@@ -552,12 +552,16 @@ fn alloc_direct(cache: &CacheInner, want: Option<NodeId>) -> *mut u8 {
 /// Takes `tc`'s slab back (destroy, offline). Returns once the owner can no longer touch it.
 /// Call with no part lock held (the owner's slow path may be waiting for one).
 pub(crate) fn revoke(cache: &CacheInner, tc: &ThreadCache) {
+    // Flag and wait *under* tc.lock: the owner's slow path clears `revoked` (and may install a
+    // new `cur`) only under that lock, so flagging first and locking afterwards could take a
+    // `cur` the owner had just re-installed and was using again (ThreadSanitizer caught this).
+    // The owner's fast path never takes the lock, so the wait below still ends.
+    let _g = lock(&tc.lock);
     tc.revoked.store(true, Ordering::SeqCst);
     heavy_barrier();
     while tc.busy.load(Ordering::Acquire) {
         spin_wait();
     }
-    let _g = lock(&tc.lock);
     let cur = tc.cur.swap(ptr::null_mut(), Ordering::AcqRel);
     if !cur.is_null() {
         // SAFETY: the owner is outside its fast path and blocked out of its slow path by
