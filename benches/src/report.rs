@@ -618,7 +618,10 @@ pub fn render_results(inp: &ReportInput) -> String {
          times on this noisy VM. Cells are criterion medians per operation (one alloc+free pair, one \
          object handed over, one replacement, ...). **ratio = hotslab / peer** (time, or RSS): below 1.0 \
          hotslab is faster (smaller). `system` is glibc malloc. Non-allocator groups use their first \
-         column as the reference (named in the header).\n\n",
+         column as the reference (named in the header). Peers are used through their Rust crates' \
+         `GlobalAlloc` (the `mimalloc` crate, for one, calls `mi_malloc_aligned` for every request), \
+         which is what a Rust program gets. Profiling notes on where hotslab is behind: \
+         [PROFILE.md](PROFILE.md).\n\n",
     );
     for run in &inp.policies {
         let _ = writeln!(s, "## Headline: `{}`\n", run.command);

@@ -239,6 +239,12 @@ fn machine() -> (Vec<(String, String)>, usize) {
     (m, nodes)
 }
 
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
 fn median_f(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v.get(v.len() / 2).copied().unwrap_or(0.0)
@@ -376,12 +382,22 @@ fn run_callgrind(
                 .arg(exe)
                 .args([alloc.to_string(), n.to_string()])
                 .stdout(Stdio::null())
-                .status();
+                .stderr(Stdio::piped())
+                .output();
             match st {
-                Ok(s) if s.success() => totals.push(callgrind_total(&file)),
-                Ok(s) => {
+                Ok(out) if out.status.success() => totals.push(callgrind_total(&file)),
+                Ok(out) => {
+                    let err = String::from_utf8_lossy(&out.stderr);
+                    let last = err
+                        .lines()
+                        .rev()
+                        .find(|l| !l.trim().is_empty())
+                        .unwrap_or("")
+                        .trim()
+                        .to_string();
                     failures.push(format!(
-                        "callgrind run of {alloc} ({n} pairs) exited with {s}"
+                        "callgrind run of {alloc} ({n} pairs) exited with {} under valgrind: {last:?}",
+                        out.status
                     ));
                     totals.push(None);
                 }
@@ -487,6 +503,7 @@ fn main() -> ExitCode {
         }
     };
     let mut notes: Vec<String> = Vec::new();
+    let load_at_start = loadavg();
     if o.snmalloc && output("cmake", &["--version"]).is_none() {
         o.snmalloc = false;
         notes.push("snmalloc left out: cmake is not installed (`apt-get install cmake` adds it as a fifth peer)".into());
@@ -588,7 +605,15 @@ fn main() -> ExitCode {
         plots.push((run.command.clone(), file));
     }
 
-    let (machine, numa_nodes) = machine();
+    let (mut machine, numa_nodes) = machine();
+    machine.push((
+        "load average (1/5/15 min)".into(),
+        format!(
+            "{load_at_start} at the start, {} at the end (other work on the machine adds noise; the ratios \
+             come from one interleaved run, so they suffer less than absolute times)",
+            loadavg()
+        ),
+    ));
     notes.extend(failures.iter().map(|f| format!("FAILED: {f}")));
     let input = ReportInput {
         mode: mode.into(),
