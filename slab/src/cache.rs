@@ -17,6 +17,9 @@ use crate::slab::{geometry, ListKind, Slab, SlabGeometry, SlotDebug};
 use crate::sync::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use crate::thread::{self, ThreadCache, MAX_SLOTS};
 
+/// Bytes of empty slabs a live part may keep for reuse (see `CacheInner::keep_empty`).
+pub const EMPTY_BUDGET: usize = 2 << 20;
+
 /// Largest object a cache may hold (objects above it belong to the large-object tier).
 pub const MAX_OBJECT_SIZE: usize = 256 * 1024;
 /// Largest alignment a cache supports.
@@ -505,7 +508,7 @@ impl CacheInner {
         // SAFETY: s is a resting slab of part; we hold the lock, so we act as its owner.
         let sr = unsafe { &*s };
         if sr.in_use() == 0 {
-            if lists.empty.len < self.min_partial && part.accepts_new_slabs() {
+            if lists.empty.len < self.keep_empty() && part.accepts_new_slabs() {
                 // SAFETY: s is valid and unlinked.
                 unsafe { lists.put(s, ListKind::Empty) };
             } else {
@@ -563,6 +566,16 @@ impl CacheInner {
         if part.state() == PartState::Draining && lists.nr_slabs() == 0 {
             self.domain().part_drained(self, part);
         }
+    }
+
+    /// Empty slabs a live part keeps before giving more back: SLUB's `min_partial`, or as many
+    /// as fit in [`EMPTY_BUDGET`] bytes if that is more. Returning a slab decommits its pages
+    /// (`MADV_DONTNEED`), and a batch workload that frees and re-allocates thousands of objects
+    /// would otherwise fault every page back in; `shrink` still returns them all.
+    #[inline]
+    fn keep_empty(&self) -> usize {
+        let span = (self.geo.units as usize) << crate::mem::UNIT_SHIFT;
+        self.min_partial.max(EMPTY_BUDGET / span)
     }
 
     /// Shrinks one part: collects remote frees of resting slabs and frees every empty one.

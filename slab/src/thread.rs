@@ -351,7 +351,16 @@ unsafe fn free_no_tc(s: &Slab, obj: *mut u8) {
         return unsafe { crate::debug::free_checked(s, obj) };
     }
     // SAFETY: cache metadata outlives its slabs.
-    unsafe { (*s.cache).shared_frees.fetch_add(1, Ordering::Relaxed) };
+    let cache = unsafe { &*s.cache };
+    // A thread that only frees (a consumer) gets a thread cache too, so its frees are counted
+    // in its own line instead of one contended counter per cache.
+    let tc = current_slot().map_or(ptr::null_mut(), |slot| cache.tc_or_create(slot));
+    if tc.is_null() {
+        cache.shared_frees.fetch_add(1, Ordering::Relaxed);
+    } else {
+        // SAFETY: thread caches live as long as the cache metadata.
+        ThreadCache::bump(unsafe { &(*tc).frees });
+    }
     // SAFETY: forwarded from the caller.
     unsafe { s.push_remote(obj) };
 }

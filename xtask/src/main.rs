@@ -24,6 +24,11 @@ const APT_PACKAGES: &[&str] = &[
     "libnuma-dev",  // test oracle only (tests/libnuma_oracle.rs)
     "numactl",      // bench runner binds with numactl
     "pkg-config",   // hwlocality's build script finds hwloc with it
+    "python3",      // capi: LD_PRELOAD runs of real programs
+    "sqlite3",      // capi
+    "git",          // capi
+    "gcc",          // capi: the multi-threaded C test program
+    "libc6-dev",    // capi
 ];
 
 /// The nightly used for Miri and cargo-fuzz, pinned so CI does not drift.
@@ -75,6 +80,18 @@ fn stages() -> Vec<Stage> {
             timeout: 600,
             full_only: false,
             run: stage_race,
+        },
+        Stage {
+            name: "capi",
+            timeout: 900,
+            full_only: false,
+            run: stage_capi,
+        },
+        Stage {
+            name: "qemu",
+            timeout: 1200,
+            full_only: false,
+            run: stage_qemu,
         },
         Stage {
             name: "no-hwloc",
@@ -358,6 +375,33 @@ fn stage_race(ctx: &Ctx) -> Result<(), String> {
         ]),
     )?;
     run_demo(ctx, &[])
+}
+
+/// libhotslab.so as malloc for python3, sqlite3, git and a multi-threaded C program.
+fn stage_capi(ctx: &Ctx) -> Result<(), String> {
+    run(
+        ctx,
+        cargo().args(["test", "--release", "-p", "hotslab-capi"]),
+    )
+}
+
+/// Real memory hotplug in a QEMU guest: the harness's own tests and lints, then the guest run
+/// (`qemu/run.sh` installs qemu-system-x86, busybox-static, the musl target and a kernel).
+fn stage_qemu(ctx: &Ctx) -> Result<(), String> {
+    let manifest = ["--manifest-path", "qemu/Cargo.toml"];
+    let target = ["--target-dir", "target/qemu/host"];
+    run(ctx, cargo().args(["fmt"]).args(manifest).arg("--check"))?;
+    run(
+        ctx,
+        cargo().args(["clippy"]).args(manifest).args(target).args([
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ]),
+    )?;
+    run(ctx, cargo().args(["test"]).args(manifest).args(target))?;
+    run(ctx, Command::new("bash").arg("qemu/run.sh"))
 }
 
 fn stage_no_hwloc(ctx: &Ctx) -> Result<(), String> {

@@ -168,6 +168,10 @@ fn take_run(st: &mut State) -> *mut u8 {
             return ptr::null_mut();
         }
         META.mapped.fetch_add(META_CHUNK, Ordering::Relaxed);
+        // Blocks come back through pointers derived from shared references (descriptors are
+        // reached as `&Slab`); meta_free re-derives them from this exposed chunk provenance so a
+        // reused block is written through the chunk's own permission, not the caller's.
+        let _ = chunk.expose_provenance();
         st.chunk_cur = chunk;
         // SAFETY: chunk maps META_CHUNK bytes; the end pointer is one past it.
         st.chunk_end = unsafe { chunk.add(META_CHUNK) };
@@ -206,7 +210,8 @@ pub unsafe fn meta_free(ptr: *mut u8, layout: Layout) {
     match class_of(layout) {
         Some(idx) => with_state(|st| {
             if let Some(head) = st.free.get_mut(idx) {
-                let b = ptr.cast::<FreeBlock>();
+                // Drop the caller's (possibly read-only) provenance: see take_run.
+                let b = ptr::with_exposed_provenance_mut::<FreeBlock>(ptr as usize);
                 // SAFETY: the block is at least 16 bytes, 16-aligned and unused (caller contract); its first
                 // word becomes the free-list link.
                 unsafe { b.write(FreeBlock { next: *head }) };
