@@ -29,6 +29,8 @@ const APT_PACKAGES: &[&str] = &[
     "git",          // capi
     "gcc",          // capi: the multi-threaded C test program
     "libc6-dev",    // capi
+    "valgrind",     // benches: callgrind instruction counts of the fast path
+    "cmake",        // benches: snmalloc-rs builds its C++ with cmake
 ];
 
 /// The nightly used for Miri and cargo-fuzz, pinned so CI does not drift.
@@ -92,6 +94,18 @@ fn stages() -> Vec<Stage> {
             timeout: 1200,
             full_only: false,
             run: stage_qemu,
+        },
+        Stage {
+            name: "bench",
+            timeout: 1200,
+            full_only: false,
+            run: stage_bench,
+        },
+        Stage {
+            name: "bench-full",
+            timeout: 2400,
+            full_only: true,
+            run: stage_bench_full,
         },
         Stage {
             name: "no-hwloc",
@@ -402,6 +416,38 @@ fn stage_qemu(ctx: &Ctx) -> Result<(), String> {
     )?;
     run(ctx, cargo().args(["test"]).args(manifest).args(target))?;
     run(ctx, Command::new("bash").arg("qemu/run.sh"))
+}
+
+/// Every benchmark still runs (criterion --quick, no timing assertions; report under target/).
+fn stage_bench(ctx: &Ctx) -> Result<(), String> {
+    run(
+        ctx,
+        cargo().args([
+            "run",
+            "-p",
+            "hotslab-benches",
+            "--release",
+            "--bin",
+            "bench-runner",
+            "--",
+            "--quick",
+        ]),
+    )
+}
+
+/// The full suite under numactl; rewrites benches/RESULTS.md and the plots.
+fn stage_bench_full(ctx: &Ctx) -> Result<(), String> {
+    run(
+        ctx,
+        cargo().args([
+            "run",
+            "-p",
+            "hotslab-benches",
+            "--release",
+            "--bin",
+            "bench-runner",
+        ]),
+    )
 }
 
 fn stage_no_hwloc(ctx: &Ctx) -> Result<(), String> {
