@@ -108,6 +108,12 @@ fn stages() -> Vec<Stage> {
             run: stage_bench_full,
         },
         Stage {
+            name: "fuzz",
+            timeout: 900,
+            full_only: false,
+            run: stage_fuzz,
+        },
+        Stage {
             name: "no-hwloc",
             timeout: 600,
             full_only: false,
@@ -230,7 +236,9 @@ fn set_deadline(d: Duration) {
 
 /// Runs a command in the workspace root, inheriting stdio, killing it at the stage deadline.
 fn run(ctx: &Ctx, cmd: &mut Command) -> Result<(), String> {
-    cmd.current_dir(&ctx.root);
+    if cmd.get_current_dir().is_none() {
+        cmd.current_dir(&ctx.root);
+    }
     let shown = format!("{cmd:?}");
     println!("$ {shown}");
     let mut child = cmd
@@ -448,6 +456,37 @@ fn stage_bench_full(ctx: &Ctx) -> Result<(), String> {
             "bench-runner",
         ]),
     )
+}
+
+/// Fuzz smoke: every cargo-fuzz target for a bounded time (ASan on); `--full` runs longer.
+fn stage_fuzz(ctx: &Ctx) -> Result<(), String> {
+    if !succeeds(Command::new("cargo").args(["fuzz", "--version"])) {
+        println!("   installing cargo-fuzz (cargo install cargo-fuzz --locked)");
+        run(ctx, cargo().args(["install", "cargo-fuzz", "--locked"]))?;
+    }
+    let secs = if ctx.full { "600" } else { "45" };
+    let toolchain = format!("+{NIGHTLY}");
+    let fuzz_dir = ctx.root.join("fuzz");
+    run(
+        ctx,
+        Command::new("cargo")
+            .current_dir(&fuzz_dir)
+            .args([toolchain.as_str(), "fuzz", "build"]),
+    )?;
+    for target in ["kmalloc_ops", "cache_lifecycle", "global_alloc"] {
+        let mut cmd = Command::new("cargo");
+        cmd.current_dir(&fuzz_dir).args([
+            toolchain.as_str(),
+            "fuzz",
+            "run",
+            target,
+            "--",
+            &format!("-max_total_time={secs}"),
+            "-max_len=4096",
+        ]);
+        run(ctx, &mut cmd)?;
+    }
+    Ok(())
 }
 
 fn stage_no_hwloc(ctx: &Ctx) -> Result<(), String> {
