@@ -52,10 +52,10 @@
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
-pub mod mem;
 /// Following real Linux memory hotplug (sysfs + kernel uevents) in a background thread.
 #[cfg(all(target_os = "linux", not(loom)))]
 pub mod linux;
+pub mod mem;
 
 mod asan;
 mod cache;
