@@ -114,6 +114,18 @@ fn stages() -> Vec<Stage> {
             run: stage_fuzz,
         },
         Stage {
+            name: "tsan",
+            timeout: 1800,
+            full_only: true,
+            run: stage_tsan,
+        },
+        Stage {
+            name: "asan",
+            timeout: 1800,
+            full_only: true,
+            run: stage_asan,
+        },
+        Stage {
             name: "no-hwloc",
             timeout: 600,
             full_only: false,
@@ -487,6 +499,57 @@ fn stage_fuzz(ctx: &Ctx) -> Result<(), String> {
         run(ctx, &mut cmd)?;
     }
     Ok(())
+}
+
+/// The multi-thread tests under a sanitizer (nightly, std rebuilt with it).
+fn sanitized(ctx: &Ctx, sanitizer: &str, features: &[&str], tests: &[&str]) -> Result<(), String> {
+    let mut cmd = Command::new("cargo");
+    cmd.env("RUSTFLAGS", format!("-Zsanitizer={sanitizer}"))
+        .env(
+            "CARGO_TARGET_DIR",
+            ctx.root.join(format!("target/{sanitizer}")),
+        )
+        .args([
+            &format!("+{NIGHTLY}"),
+            "test",
+            "-Zbuild-std",
+            "--target",
+            "x86_64-unknown-linux-gnu",
+            "-p",
+            "hotslab",
+            "--no-default-features",
+        ])
+        .args(features);
+    for t in tests {
+        cmd.args(["--test", t]);
+    }
+    run(ctx, &mut cmd)
+}
+
+/// ThreadSanitizer over the multi-thread tests (`--full`).
+fn stage_tsan(ctx: &Ctx) -> Result<(), String> {
+    sanitized(
+        ctx,
+        "thread",
+        &[],
+        &["caches", "global_alloc", "faults", "debug_checks"],
+    )
+}
+
+/// AddressSanitizer, with freed slab objects poisoned through ASan's interface (`--full`).
+fn stage_asan(ctx: &Ctx) -> Result<(), String> {
+    sanitized(
+        ctx,
+        "address",
+        &["--features", "asan"],
+        &[
+            "caches",
+            "global_alloc",
+            "faults",
+            "debug_checks",
+            "debug_asan",
+        ],
+    )
 }
 
 fn stage_no_hwloc(ctx: &Ctx) -> Result<(), String> {
