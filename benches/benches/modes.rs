@@ -1,0 +1,88 @@
+//! What each locking mode costs: cache create+destroy, and a node offline+online cycle with
+//! caches present (the hotplug latency a mode adds), for Legacy, OnlineMems (seed and per-CPU
+//! lock) and SlabNodes. Uses hotslab's public API only.
+
+mod common;
+
+use std::sync::Arc;
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use hotslab::numa::NodeId;
+use hotslab::{CacheConfig, DomainConfig, KmemCache, LockingMode, SlabDomain};
+use hotslab_hotplug::LockKind;
+
+const NODES: usize = 4;
+const CACHES: usize = 16;
+
+fn modes() -> [(&'static str, LockingMode, LockKind); 4] {
+    [
+        ("Legacy", LockingMode::Legacy, LockKind::Seed),
+        ("OnlineMems-Seed", LockingMode::OnlineMems, LockKind::Seed),
+        (
+            "OnlineMems-PerCpu",
+            LockingMode::OnlineMems,
+            LockKind::PerCpu,
+        ),
+        ("SlabNodes", LockingMode::SlabNodes, LockKind::Seed),
+    ]
+}
+
+fn domain(mode: LockingMode, lock_kind: LockKind) -> Arc<SlabDomain> {
+    SlabDomain::simulated_with(
+        NODES,
+        DomainConfig {
+            kmalloc: false,
+            mode,
+            lock_kind,
+            ..Default::default()
+        },
+    )
+    .expect("simulated domain")
+}
+
+fn create_destroy(c: &mut Criterion) {
+    let mut g = c.benchmark_group("mode_create_destroy");
+    for (name, mode, kind) in modes() {
+        let d = domain(mode, kind);
+        g.bench_function(BenchmarkId::new(name, NODES), |b| {
+            b.iter(|| {
+                let cache = d
+                    .create_cache(CacheConfig::new("bench_mode", 128))
+                    .expect("create");
+                cache.destroy().expect("destroy");
+            })
+        });
+    }
+    g.finish();
+}
+
+fn hotplug_cycle(c: &mut Criterion) {
+    let mut g = c.benchmark_group("mode_offline_online");
+    for (name, mode, kind) in modes() {
+        let d = domain(mode, kind);
+        let caches: Vec<KmemCache> = (0..CACHES)
+            .map(|_| {
+                d.create_cache(CacheConfig::new("bench_mode", 256))
+                    .expect("create")
+            })
+            .collect();
+        let victim = NodeId::new(NODES as u16 - 1);
+        g.bench_function(BenchmarkId::new(name, format!("{CACHES}caches")), |b| {
+            b.iter(|| {
+                d.offline_node(victim).expect("offline");
+                d.online_node(victim).expect("online");
+            })
+        });
+        for cache in caches {
+            cache.destroy().expect("destroy");
+        }
+    }
+    g.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = common::config();
+    targets = create_destroy, hotplug_cycle
+}
+criterion_main!(benches);
