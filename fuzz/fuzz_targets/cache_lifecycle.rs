@@ -147,7 +147,12 @@ impl Model {
     fn check(&self, d: &SlabDomain) {
         let inv = d.check_invariants();
         assert!(inv.ok(), "I1 broken: {inv:?}");
-        assert_eq!(d.violations.total(), 0, "race detector fired");
+        assert_eq!(
+            d.violations.total(),
+            0,
+            "race detector fired: {:?}",
+            d.violations
+        );
         assert_eq!(d.cache_count(), self.caches.len());
         let snap = d.hotplug().snapshot();
         for (i, &m) in self.mem.iter().enumerate() {

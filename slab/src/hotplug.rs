@@ -72,7 +72,15 @@ fn cancel_online(d: &SlabDomain, nid: NodeId) {
             if part.nr_slabs.load(Ordering::Relaxed) == 0 && d.mode() != LockingMode::SlabNodes {
                 part.retire(gen);
             } else {
+                // Back to where it was: a part kept alive only by objects from before (a forced
+                // offline's leftovers) drains again and retires when its last slab goes.
                 part.transition(gen, PartState::Live, PartState::Draining);
+                part.offlined.store(true, StdOrdering::Release);
+                let lists = part.lock();
+                if lists.nr_slabs() == 0 {
+                    drop(lists);
+                    d.part_drained(c, part);
+                }
             }
         }
     });
