@@ -470,13 +470,26 @@ fn stage_bench_full(ctx: &Ctx) -> Result<(), String> {
     )
 }
 
-/// Fuzz smoke: every cargo-fuzz target for a bounded time (ASan on); `--full` runs longer.
+/// Fuzz smoke: every cargo-fuzz target (ASan on), seeded and bounded; `--full` runs longer.
 fn stage_fuzz(ctx: &Ctx) -> Result<(), String> {
     if !succeeds(Command::new("cargo").args(["fuzz", "--version"])) {
         println!("   installing cargo-fuzz (cargo install cargo-fuzz --locked)");
         run(ctx, cargo().args(["install", "cargo-fuzz", "--locked"]))?;
     }
-    let secs = if ctx.full { "600" } else { "45" };
+    // CI: a seeded, fixed-length run from the committed corpus, so a green run is reproducible
+    // (a crash it finds is found again by the same command); --full: random, 10 minutes each.
+    let args: Vec<String> = if ctx.full {
+        vec!["-max_total_time=600".into(), "-max_len=4096".into()]
+    } else {
+        [
+            "-seed=1",
+            "-runs=4000",
+            "-max_total_time=300",
+            "-max_len=4096",
+        ]
+        .map(String::from)
+        .to_vec()
+    };
     let toolchain = format!("+{NIGHTLY}");
     let fuzz_dir = ctx.root.join("fuzz");
     run(
@@ -487,15 +500,9 @@ fn stage_fuzz(ctx: &Ctx) -> Result<(), String> {
     )?;
     for target in ["kmalloc_ops", "cache_lifecycle", "global_alloc"] {
         let mut cmd = Command::new("cargo");
-        cmd.current_dir(&fuzz_dir).args([
-            toolchain.as_str(),
-            "fuzz",
-            "run",
-            target,
-            "--",
-            &format!("-max_total_time={secs}"),
-            "-max_len=4096",
-        ]);
+        cmd.current_dir(&fuzz_dir)
+            .args([toolchain.as_str(), "fuzz", "run", target, "--"])
+            .args(&args);
         run(ctx, &mut cmd)?;
     }
     Ok(())
