@@ -117,9 +117,9 @@ pub unsafe extern "C" fn hs_free(p: *mut c_void) {
     if p.is_null() || early::contains(p) {
         return; // early blocks are never reused
     }
-    // SAFETY: SlabAlloc::dealloc ignores the layout; p is ours (caller contract). A pointer
-    // hotslab never handed out is reported and aborts there.
-    unsafe { A.dealloc(p, Layout::from_size_align_unchecked(1, 1)) }
+    // SAFETY: p is ours (caller contract). A pointer hotslab never handed out, an interior
+    // pointer or a double free is reported and aborts there.
+    unsafe { A.free_checked(p) }
 }
 
 /// `calloc`: `n * size` zeroed bytes; null with `errno = ENOMEM` on overflow or exhaustion.

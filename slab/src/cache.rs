@@ -11,11 +11,11 @@ use hotslab_numa::NodeId;
 
 use crate::debug::{self, DebugFlags};
 use crate::domain::{DomainRef, SlabDomain};
+use crate::heap::{self as thread, TcTable};
 use crate::mem::{self, meta_alloc, meta_free, pagemap};
 use crate::node::{NodePart, PartLists, PartState};
 use crate::slab::{geometry, ListKind, Slab, SlabGeometry, SlotDebug};
 use crate::sync::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
-use crate::thread::{self, ThreadCache, MAX_SLOTS};
 
 /// Bytes of empty slabs a live part may keep for reuse (see `CacheInner::keep_empty`).
 pub const EMPTY_BUDGET: usize = 2 << 20;
@@ -195,14 +195,11 @@ pub(crate) struct CacheInner {
     /// One part pointer per node id (`nr_node_ids` entries).
     pub nodes: *const AtomicPtr<NodePart>,
     pub nr_node_ids: usize,
-    /// One thread cache pointer per thread slot.
-    pub tcs: *const AtomicPtr<ThreadCache>,
+    /// Heap id → thread cache.
+    pub tcs: *const TcTable,
     /// Registry links (under `slab_mutex`).
     pub next: core::cell::Cell<*mut CacheInner>,
     pub prev: core::cell::Cell<*mut CacheInner>,
-    /// Allocations and frees by threads without a thread cache.
-    pub shared_allocs: AtomicUsize,
-    pub shared_frees: AtomicUsize,
     /// `DebugFlags` bits new slabs get (0: debug mode off). Read on slow paths only.
     pub debug: AtomicUsize,
     /// Per-cache secret of the hardened freelist of debug slabs.
@@ -266,32 +263,29 @@ impl CacheInner {
                 Layout::array::<AtomicPtr<NodePart>>(nr).map_err(|_| CacheError::NoMemory)?,
             )
             .cast::<AtomicPtr<NodePart>>();
-            let tcs = meta_alloc(
-                Layout::array::<AtomicPtr<ThreadCache>>(MAX_SLOTS)
-                    .map_err(|_| CacheError::NoMemory)?,
-            )
-            .cast::<AtomicPtr<ThreadCache>>();
+            let tcs = TcTable::make();
             if p.is_null() || nodes.is_null() || tcs.is_null() {
                 return Err(CacheError::NoMemory);
             }
-            // SAFETY: fresh, zeroed metadata arrays of the right length.
+            // SAFETY: fresh, zeroed metadata array of the right length.
             unsafe {
                 for i in 0..nr {
                     nodes.add(i).write(AtomicPtr::new(ptr::null_mut()));
-                }
-                for i in 0..MAX_SLOTS {
-                    tcs.add(i).write(AtomicPtr::new(ptr::null_mut()));
                 }
             }
             (p, nodes as *const _, tcs as *const _, 1)
         } else {
             // SAFETY: reuse is a dead cache of this domain, unlinked, with no slabs left.
             let old = unsafe { &*reuse };
-            // The thread caches are kept for the new cache: their counters start again (the
-            // statistics of a cache count what it served, not what its predecessor did).
-            for tc in old.thread_caches() {
-                tc.allocs.store(0, Ordering::Relaxed);
-                tc.frees.store(0, Ordering::Relaxed);
+            // The parts are kept for the new cache: the counters of slabs they freed start again
+            // (the statistics of a cache count what it served, not what its predecessor did).
+            for i in 0..old.nr_node_ids {
+                // SAFETY: i < nr_node_ids.
+                let p = unsafe { (*old.nodes.add(i)).load(Ordering::Acquire) };
+                if !p.is_null() {
+                    // SAFETY: parts live as long as the cache metadata.
+                    unsafe { (*p).reset_gone() };
+                }
             }
             (
                 reuse,
@@ -317,8 +311,6 @@ impl CacheInner {
             tcs,
             next: core::cell::Cell::new(ptr::null_mut()),
             prev: core::cell::Cell::new(ptr::null_mut()),
-            shared_allocs: AtomicUsize::new(0),
-            shared_frees: AtomicUsize::new(0),
             debug: AtomicUsize::new(if cfg.flags.contains(CacheFlags::DEBUG) {
                 DebugFlags::ALL.bits() as usize
             } else {
@@ -376,39 +368,6 @@ impl CacheInner {
         // SAFETY: parts are never freed while their cache lives.
         let part = unsafe { &*p };
         part.accepts_new_slabs().then_some(part)
-    }
-
-    #[inline(always)]
-    pub fn tc(&self, slot: usize) -> *mut ThreadCache {
-        // SAFETY: slot < MAX_SLOTS (thread slots are allocated below it).
-        unsafe { (*self.tcs.add(slot)).load(Ordering::Acquire) }
-    }
-
-    pub fn tc_or_create(&self, slot: usize) -> *mut ThreadCache {
-        let tc = self.tc(slot);
-        if !tc.is_null() {
-            return tc;
-        }
-        let p = meta_alloc(Layout::new::<ThreadCache>()).cast::<ThreadCache>();
-        if p.is_null() {
-            return p;
-        }
-        // SAFETY: p is fresh metadata for one ThreadCache. Only the slot's thread creates its
-        // thread cache, so a plain store publishes it (Release pairs with tc()'s Acquire).
-        unsafe {
-            p.write(ThreadCache::new());
-            (*self.tcs.add(slot)).store(p, Ordering::Release);
-        }
-        p
-    }
-
-    /// Every thread cache of this cache (for revocation and statistics).
-    pub fn thread_caches(&self) -> impl Iterator<Item = &ThreadCache> + '_ {
-        (0..MAX_SLOTS).filter_map(move |i| {
-            let p = self.tc(i);
-            // SAFETY: thread caches live as long as the cache metadata.
-            (!p.is_null()).then(|| unsafe { &*p })
-        })
     }
 
     /// Whether new allocations go to debug slabs (slow paths only).
@@ -491,6 +450,7 @@ impl CacheInner {
             let units = (*s).units as usize;
             let capacity = (*s).capacity as usize;
             let base = (*s).base;
+            part.fold_gone(&*s);
             pagemap::clear(base as usize, units);
             meta_free(s.cast(), Layout::new::<Slab>());
             crate::asan::unpoison(base, units * mem::UNIT);
@@ -518,7 +478,7 @@ impl CacheInner {
                     self.discard_slab(part, lists, s);
                 }
             }
-        } else if !sr.free.get().is_null() || sr.bump.get() < sr.capacity {
+        } else if sr.has_private_free() {
             // SAFETY: s is valid and unlinked.
             unsafe { lists.put(s, ListKind::Partial) };
         } else {
@@ -554,6 +514,32 @@ impl CacheInner {
             if n < batch.len() {
                 return;
             }
+        }
+    }
+
+    /// A remote free emptied a resting slab of `part` (the one holding `obj`, if it still
+    /// rests there): collect its remote list and settle it, so its memory goes back without
+    /// waiting for a slow path on this part. A slab reused meanwhile is only re-examined.
+    #[cold]
+    pub fn remote_emptied(&self, part: &NodePart, obj: *mut u8) {
+        let mut lists = part.lock();
+        let v = pagemap::get(obj as usize);
+        if v == 0 || v & mem::TAG_MASK != 0 {
+            return;
+        }
+        let s = v as *mut Slab;
+        // SAFETY: a registered descriptor is a live slab; under this part's lock a slab of this
+        // part cannot be freed or change hands.
+        let sr = unsafe { &*s };
+        if !ptr::eq(sr.part, part) || !matches!(sr.list.get(), ListKind::Partial | ListKind::Full) {
+            return;
+        }
+        // SAFETY: resting slab, lock held: we act as owner.
+        unsafe { sr.collect_remote() };
+        if sr.in_use() == 0 {
+            // SAFETY: s rests on the list its field names.
+            unsafe { lists.take(s) };
+            self.settle(part, &mut lists, s);
         }
     }
 
@@ -623,7 +609,7 @@ impl CacheInner {
         for s in full.into_iter().filter(|s| !s.is_null()) {
             // SAFETY: as above.
             let sr = unsafe { &*s };
-            if !sr.free.get().is_null() {
+            if sr.has_private_free() {
                 // SAFETY: s is on the full list.
                 unsafe {
                     lists.take(s);
@@ -660,12 +646,6 @@ impl CacheInner {
             pages_per_slab: (self.geo.units as usize * mem::UNIT) / 4096,
             ..CacheStats::default()
         };
-        for tc in self.thread_caches() {
-            st.allocs += tc.allocs.load(Ordering::Relaxed);
-            st.frees += tc.frees.load(Ordering::Relaxed);
-        }
-        st.allocs += self.shared_allocs.load(Ordering::Relaxed) as u64;
-        st.frees += self.shared_frees.load(Ordering::Relaxed) as u64;
         for i in 0..self.nr_node_ids {
             let p = self.part(NodeId::new(i as u16));
             if p.is_null() {
@@ -674,9 +654,15 @@ impl CacheInner {
             // SAFETY: parts live as long as the cache.
             let part = unsafe { &*p };
             let lists = part.lock();
+            let (ga, gf) = part.gone();
+            st.allocs += ga;
+            st.frees += gf;
             for s in lists.all() {
                 // SAFETY: valid under the lock (owned slabs read racily, see part_in_use).
                 let sr = unsafe { &*s };
+                // Every object handed out is in use or freed (remote frees still pending count).
+                st.allocs += sr.allocs.get();
+                st.frees += sr.allocs.get().wrapping_sub(sr.in_use() as u64);
                 st.active_objects += sr.in_use() as usize;
                 st.total_objects += sr.capacity as usize;
                 st.slabs += 1;
@@ -805,7 +791,7 @@ impl KmemCache {
             unsafe { debug::free(p) };
             return Ok(());
         }
-        if !s.is_object_start(p) {
+        if !s.is_carved_object(p) {
             return Err(CacheError::InteriorPointer(p as usize));
         }
         // SAFETY: p is an object start of a slab of this cache; the caller hands it back.

@@ -23,11 +23,11 @@ use hotslab_numa::NodeId;
 
 use crate::cache::{CacheError, CacheInner};
 use crate::domain::SlabDomain;
+use crate::heap as thread;
 use crate::node::{NodePart, PartLists, PartState};
 use crate::slab::{geometry, ListKind, Slab, SlabGeometry, SlotDebug};
 use crate::stats::FixedWriter;
 use crate::sync::Ordering;
-use crate::thread;
 
 /// Which checks debug slabs run. Any flag makes new slabs debug slabs, which always catch a
 /// double free and a free of a pointer that is not an object start; the flags add the rest.
@@ -353,7 +353,6 @@ pub(crate) fn alloc(c: &CacheInner, want: Option<NodeId>) -> *mut u8 {
                 lists.debug.push_back(s);
             }
         }
-        c.shared_allocs.fetch_add(1, Ordering::Relaxed);
         return obj;
     }
     ptr::null_mut()
@@ -392,7 +391,6 @@ fn new_debug_slab(
             sr.free.set(slot);
         }
         sr.bump.set(sr.capacity);
-        sr.free_count.set(sr.capacity);
         sr.list.set(ListKind::Debug);
         lists.debug.push_front(s);
     }
@@ -457,7 +455,7 @@ unsafe fn take(s: &Slab) -> *mut u8 {
             );
         }
         s.free.set(next);
-        s.free_count.set(s.free_count.get() - 1);
+        s.allocs.add(1);
         set_zones(s, slot, RED_ACTIVE);
     }
     obj
@@ -473,7 +471,7 @@ pub(crate) unsafe fn free_checked(s: &Slab, p: *mut u8) {
         report(
             Some(cache_of(s).name),
             p as usize,
-            format_args!("free of a pointer that is not the start of an object"),
+            format_args!("free of a pointer into the middle of an object"),
         );
     }
     // The caller holds `s` as a reference argument for the whole call: the slab must outlive
@@ -542,9 +540,8 @@ unsafe fn free_inner(p: *mut u8, may_discard: bool) {
         }
         fp_set(s, slot, s.free.get());
         s.free.set(slot);
-        s.free_count.set(s.free_count.get() + 1);
+        s.frees.add(1);
     }
-    c.shared_frees.fetch_add(1, Ordering::Relaxed);
     settle(c, part, &mut lists, sp, may_discard);
 }
 
@@ -571,6 +568,16 @@ fn settle(c: &CacheInner, part: &NodePart, lists: &mut PartLists, s: *mut Slab, 
 }
 
 // ---- report ------------------------------------------------------------------------------------
+
+/// A double free caught by the cheap checks every mode runs (the object heads one of its slab's
+/// freelists): reported with the cache's name, then abort.
+#[cold]
+#[inline(never)]
+pub(crate) fn double_free(s: &Slab, obj: *mut u8) -> ! {
+    // SAFETY: a non-null cache pointer names live cache metadata (unit tests pass null).
+    let name = (!s.cache.is_null()).then(|| unsafe { (*s.cache).name });
+    report(name, obj as usize, format_args!("double free"))
+}
 
 /// Prints what was found wrong (cache, object address, what) to stderr without allocating, then
 /// aborts: a corrupted heap must not run on.

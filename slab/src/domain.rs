@@ -19,10 +19,10 @@ use hotslab_hotplug::{
 use hotslab_numa::{NodeId, NodeMask, PageSource, Topology};
 
 use crate::cache::{CacheConfig, CacheError, CacheInner, KmemCache};
+use crate::heap as thread;
 use crate::mem::{meta_alloc, ArenaError, NodeArena};
 use crate::node::{NodePart, PartState};
 use crate::sync::{lock, Mutex, MutexGuard, Ordering};
-use crate::thread;
 
 /// How create, destroy and shrink synchronise with memory hotplug.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -888,12 +888,12 @@ impl SlabDomain {
         rows
     }
 
-    /// Thread exit: give back `slot`'s slabs of every cache of this domain.
+    /// Thread exit: give back `heap`'s slabs of every cache of this domain.
     #[cfg_attr(loom, allow(dead_code))]
-    pub(crate) fn flush_slot(&self, slot: usize) {
+    pub(crate) fn flush_heap(&self, heap: &crate::heap::Heap) {
         let reg = self.slab_mutex();
         for c in reg.iter() {
-            thread::flush_slot(c, slot);
+            thread::flush_heap(c, heap);
         }
     }
 }
@@ -926,10 +926,7 @@ impl Drop for SlabDomain {
                 }
             }
             for tc in c.thread_caches() {
-                let cur = tc.cur.swap(ptr::null_mut(), Ordering::AcqRel);
-                if !cur.is_null() {
-                    slabs += 1;
-                }
+                slabs += tc.owned();
             }
         }
         drop(reg);
@@ -1037,8 +1034,8 @@ pub(crate) mod registry_of_domains {
     }
 }
 
-/// Thread exit: flush `slot` in every domain.
+/// Thread exit: flush `heap` in every domain.
 #[cfg(not(loom))]
-pub(crate) fn flush_slot_everywhere(slot: usize) {
-    registry_of_domains::for_each(|d| d.flush_slot(slot));
+pub(crate) fn flush_heap_everywhere(heap: &crate::heap::Heap) {
+    registry_of_domains::for_each(|d| d.flush_heap(heap));
 }

@@ -22,10 +22,10 @@ use hotslab_numa::NodeId;
 use crate::cache::CacheInner;
 use crate::domain::registry_of_domains::{self, List};
 use crate::domain::{Registry, SlabDomain};
+use crate::heap::{self, Heap};
 use crate::mem::{meta_alloc, meta_free, meta_lock_for_fork, meta_unlock_after_fork};
 use crate::node::{NodePart, PartLists};
-use crate::sync::{Mutex, MutexGuard, Ordering};
-use crate::thread::{caller_slot, keep_only_after_fork, ThreadCache, MAX_SLOTS};
+use crate::sync::{MutexGuard, Ordering};
 
 /// The registry of domains holds at most this many domains.
 const MAX_DOMAINS: usize = 256;
@@ -260,6 +260,7 @@ unsafe extern "C" fn prepare() {
     }
     h.arenas = true;
     crate::kmalloc::LARGE.lock_for_fork();
+    heap::lock_heaps_for_fork();
     meta_lock_for_fork();
     h.large_and_meta = true;
 }
@@ -273,6 +274,7 @@ unsafe fn release_leaves(h: &mut Held) {
         // SAFETY: prepare took both on this thread (in the child: on the thread that forked).
         unsafe {
             meta_unlock_after_fork();
+            heap::unlock_heaps_after_fork();
             crate::kmalloc::LARGE.unlock_after_fork();
         }
         h.large_and_meta = false;
@@ -344,7 +346,7 @@ unsafe extern "C" fn child() {
     let h = unsafe { &mut *HELD.0.get() };
     // SAFETY: as above. The leaves go first: giving slabs back may take them.
     unsafe { release_leaves(h) };
-    let me = caller_slot();
+    let me = heap::caller_heap();
     let (parts, nparts) = (h.parts, h.nparts);
     let mut k = 0usize;
     for_each_part(h, |c, part| {
@@ -359,64 +361,59 @@ unsafe extern "C" fn child() {
     });
     for reg in h.regs[..h.ndoms].iter().flatten() {
         SlabDomain::for_each_cache(reg, |c| {
-            for slot in (0..MAX_SLOTS).filter(|&s| Some(s) != me) {
-                let tc = c.tc(slot);
-                if !tc.is_null() {
+            for tc in c.thread_caches() {
+                if tc.heap != me.cast_const() {
                     // SAFETY: the thread that used this thread cache does not exist in the child.
-                    unsafe { reset_thread_cache(tc) };
+                    unsafe { heap::forget_after_fork(tc) };
+                    TCS_RESET.fetch_add(1, StdOrdering::Relaxed);
                 }
             }
         });
     }
-    keep_only_after_fork(me);
+    heap::for_each_heap(|hp| {
+        if !ptr::eq(hp, me) {
+            // SAFETY: single-threaded child; hp's thread is gone.
+            unsafe { heap::reset_after_fork(hp) };
+        }
+    });
+    heap::lock_heaps_for_fork();
+    // SAFETY: single-threaded child; we hold the registry lock.
+    unsafe {
+        heap::keep_heap_after_fork(me);
+        heap::unlock_heaps_after_fork();
+    }
     // SAFETY: as above.
     unsafe { release_rest(h) };
 }
 
-/// Whether the (vanished) owner `tc` was outside every operation on its slab at the fork: not
-/// in its fast path (`busy`) and not in its slow path or being revoked (its lock free).
-///
-/// # Safety
-/// `tc` is a live thread cache; the child has no other thread.
-unsafe fn owner_was_idle(tc: *const ThreadCache) -> bool {
-    // SAFETY: thread caches live as long as their cache metadata.
-    let tc = unsafe { &*tc };
-    !tc.busy.load(Ordering::Acquire) && hotslab_hotplug::sync::try_lock(&tc.lock).is_some()
-}
-
-/// Fork child: every slab on `part`'s owned list except the forking thread's current one
-/// belonged to a thread that no longer exists. A slab whose owner was idle at the fork is
-/// consistent: it goes back to the part like any released slab. One whose owner was in the
-/// middle of an operation may have a half-updated freelist: it is taken off every list and left
-/// alone (set aside, never reused; frees into it land on its remote list).
+/// Fork child: every slab on `part`'s owned list not owned by the forking thread's heap belonged
+/// to a thread that no longer exists. A slab whose heap was idle at the fork is consistent: it
+/// goes back to the part like any released slab. One whose heap was in the middle of an
+/// operation may have a half-updated freelist: it is taken off every list and left alone (set
+/// aside, never reused; frees into it land on its remote list).
 ///
 /// # Safety
 /// `lists` is `part`'s locked list set, `part` belongs to `c`; single-threaded child.
-unsafe fn reclaim_orphans(
-    c: &CacheInner,
-    part: &NodePart,
-    lists: &mut PartLists,
-    me: Option<usize>,
-) {
-    let mine = me.map_or(ptr::null_mut(), |s| c.tc(s));
-    let keep = if mine.is_null() {
-        ptr::null_mut()
-    } else {
-        // SAFETY: thread caches live as long as their cache metadata.
-        unsafe { (*mine).cur.load(Ordering::Acquire) }
-    };
+unsafe fn reclaim_orphans(c: &CacheInner, part: &NodePart, lists: &mut PartLists, me: *mut Heap) {
     loop {
-        let Some(s) = lists.owned.iter().find(|&s| s != keep) else {
+        let Some(s) = lists
+            .owned
+            .iter()
+            // SAFETY: list members are valid slabs of this part; the lists are locked.
+            .find(|&s| unsafe { (*s).owner.load(Ordering::Relaxed) } != me as usize)
+        else {
             return;
         };
-        // SAFETY: list members are valid slabs of this part; the lists are locked.
+        // SAFETY: as above.
         let slab = unsafe { &*s };
-        let owner = slab.owner.load(Ordering::Acquire) as *const ThreadCache;
-        // SAFETY: owner words hold thread-cache addresses of this cache.
-        let idle = !owner.is_null() && unsafe { owner_was_idle(owner) };
+        let owner = slab.owner.load(Ordering::Acquire) as *const Heap;
+        // SAFETY: owner words hold heap addresses; heaps are never freed.
+        let idle = !owner.is_null() && heap::idle_at_fork(unsafe { &*owner });
         // SAFETY: s is on the owned list, which its `list` field names.
         unsafe { lists.take(s) };
         slab.owner.store(0, Ordering::Release);
+        slab.tc.store(0, Ordering::Relaxed);
+        slab.queue.set(crate::slab::HeapQueue::None);
         if idle {
             // SAFETY: nobody owns the slab now; we act as its owner under the list lock.
             unsafe { slab.collect_remote() };
@@ -426,27 +423,4 @@ unsafe fn reclaim_orphans(
             SET_ASIDE.fetch_add(1, StdOrdering::Relaxed);
         }
     }
-}
-
-/// Fork child: a vanished thread's cache becomes a fresh one for the next thread that gets its
-/// slot (its counters are kept for statistics).
-///
-/// # Safety
-/// `tc` is a live thread cache whose thread does not exist; single-threaded child; no reference
-/// to its `lock` is live.
-unsafe fn reset_thread_cache(tc: *mut ThreadCache) {
-    // SAFETY: tc is live (caller contract).
-    let stuck = hotslab_hotplug::sync::try_lock(unsafe { &(*tc).lock }).is_none();
-    if stuck {
-        // Held by a thread that is gone: nobody can unlock it; make a new one in place.
-        // SAFETY: tc points into metadata memory we may write; no guard of the old lock exists
-        // in this process (its holder vanished), no reference to it is live, no other thread runs.
-        unsafe { ptr::addr_of_mut!((*tc).lock).write(Mutex::new(())) };
-    }
-    // SAFETY: tc is live (caller contract).
-    let r = unsafe { &*tc };
-    r.busy.store(false, Ordering::Relaxed);
-    r.revoked.store(false, Ordering::Relaxed);
-    r.cur.store(ptr::null_mut(), Ordering::Release);
-    TCS_RESET.fetch_add(1, StdOrdering::Relaxed);
 }

@@ -209,6 +209,28 @@ impl SlabAlloc {
     }
 }
 
+impl SlabAlloc {
+    /// C `free`: like `dealloc`, but checks what a C caller may get wrong: a pointer hotslab
+    /// never handed out, a pointer into the middle of an object, an object slot never handed
+    /// out, and the cheap double-free cases. Each is reported (cache, object, what) and aborts.
+    ///
+    /// # Safety
+    /// `p` is non-null and not used after this call.
+    #[inline]
+    pub unsafe fn free_checked(&self, p: *mut u8) {
+        if let crate::kmalloc::Owner::Slab(s) = crate::kmalloc::owner_of(p) {
+            if s.dbg.flags == 0 && s.is_carved_object(p) {
+                // SAFETY: p is a carved object start of a registered slab; the caller hands it
+                // back (the double-free checks run inside).
+                unsafe { crate::heap::free(s, p) };
+                return;
+            }
+        }
+        // SAFETY: forwarded contract.
+        unsafe { dealloc_slow(p) }
+    }
+}
+
 impl Default for SlabAlloc {
     fn default() -> Self {
         Self::new()
@@ -260,10 +282,13 @@ unsafe impl GlobalAlloc for SlabAlloc {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         if let Some(c) = crate::kmalloc::class_for(layout.size(), layout.align()) {
-            let cache = KMALLOC[c].load(Ordering::Acquire);
-            if !cache.is_null() {
-                // SAFETY: the default domain's caches live for the whole process.
-                return crate::thread::alloc(unsafe { &*cache });
+            let p = crate::heap::kmalloc_fast(c);
+            if !p.is_null() {
+                return p;
+            }
+            let p = crate::heap::kmalloc_slow(c);
+            if !p.is_null() {
+                return p;
             }
         }
         alloc_slow(layout)
@@ -285,14 +310,14 @@ unsafe impl GlobalAlloc for SlabAlloc {
 
     #[inline]
     unsafe fn dealloc(&self, p: *mut u8, _layout: Layout) {
-        // Fast path: a slab object (the page map answers without touching p's memory).
+        // Fast path: a slab object (the page map answers without touching p's memory). The
+        // GlobalAlloc contract says p is a live block we handed out, so it is an object start
+        // (debug slabs check their own objects on the way).
         if let crate::kmalloc::Owner::Slab(s) = crate::kmalloc::owner_of(p) {
-            if s.is_object_start(p) {
-                // SAFETY: p is an object start of a registered slab; the GlobalAlloc contract
-                // says it is live and handed back to us. Cache metadata outlives its slabs.
-                unsafe { crate::thread::free(s, p) };
-                return;
-            }
+            // SAFETY: p is a live object of a registered slab, handed back to us. Cache
+            // metadata outlives its slabs.
+            unsafe { crate::heap::free(s, p) };
+            return;
         }
         // SAFETY: forwarded contract.
         unsafe { dealloc_slow(p) }

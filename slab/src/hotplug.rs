@@ -11,9 +11,9 @@ use hotslab_numa::NodeId;
 
 use crate::cache::CacheInner;
 use crate::domain::{LockingMode, SlabDomain};
+use crate::heap::{self as thread, ThreadCache};
 use crate::node::{NodePart, PartState};
 use crate::sync::Ordering;
-use crate::thread::{self, ThreadCache};
 
 pub(crate) fn handle(d: &SlabDomain, ev: &MemoryNotify) -> Result<(), NotifyError> {
     let nid = ev.node;
@@ -159,7 +159,7 @@ fn revoke_owners(c: &CacheInner, part: &NodePart) {
                     break;
                 }
                 // SAFETY: list members are valid under the lock.
-                owners[n] = unsafe { (*s).owner.load(Ordering::Acquire) };
+                owners[n] = unsafe { (*s).tc.load(Ordering::Acquire) };
                 n += 1;
             }
         }
@@ -168,7 +168,7 @@ fn revoke_owners(c: &CacheInner, part: &NodePart) {
         }
         for &o in &owners[..n] {
             if o != 0 {
-                // SAFETY: owner words hold ThreadCache addresses, which live as long as the cache.
+                // SAFETY: owned slabs name their ThreadCache, which lives as long as the cache.
                 thread::revoke(c, unsafe { &*(o as *const ThreadCache) });
             }
         }

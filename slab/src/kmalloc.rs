@@ -8,15 +8,15 @@ use core::ptr;
 use hotslab_numa::NodeId;
 
 use crate::domain::SlabDomain;
+use crate::heap as thread;
 use crate::mem::{self, pagemap, LargeTier};
 use crate::slab::Slab;
-use crate::thread;
 
 /// Number of kmalloc size classes.
-pub const NCLASSES: usize = 44;
+pub const NCLASSES: usize = 52;
 
 /// Largest size served by a kmalloc cache; larger requests go to the large-object tier.
-pub const KMALLOC_MAX: usize = 32 * 1024;
+pub const KMALLOC_MAX: usize = 128 * 1024;
 
 /// Names of the kmalloc caches, in class order (as /proc/slabinfo names them).
 pub(crate) const CLASS_NAMES: [&str; NCLASSES] = [
@@ -64,6 +64,14 @@ pub(crate) const CLASS_NAMES: [&str; NCLASSES] = [
     "kmalloc-24k",
     "kmalloc-28k",
     "kmalloc-32k",
+    "kmalloc-40k",
+    "kmalloc-48k",
+    "kmalloc-56k",
+    "kmalloc-64k",
+    "kmalloc-80k",
+    "kmalloc-96k",
+    "kmalloc-112k",
+    "kmalloc-128k",
 ];
 
 /// All class sizes, smallest first.
@@ -103,16 +111,49 @@ pub const fn class_of(size: usize) -> Option<usize> {
     Some(8 + (b as usize - 7) * 4 + sub)
 }
 
+/// Class of every size up to [`SMALL_MAX`] in 8-byte steps: `SMALL_CLASS[(size + 7) >> 3]`.
+const SMALL_MAX: usize = 1024;
+static SMALL_CLASS: [u8; SMALL_MAX / 8 + 1] = {
+    let mut t = [0u8; SMALL_MAX / 8 + 1];
+    let mut i = 0;
+    while i < t.len() {
+        t[i] = match class_of(i * 8) {
+            Some(c) => c as u8,
+            None => 0,
+        };
+        i += 1;
+    }
+    t
+};
+
 /// The class for a (size, align) request: objects of the class are all `align`-aligned (slab
-/// bases are 64 KiB aligned, so a class whose size is a multiple of `align` qualifies).
+/// bases are 64 KiB aligned, so a class whose size is a multiple of `align` qualifies). A table
+/// lookup for small sizes; no division anywhere.
 #[inline(always)]
 pub(crate) fn class_for(size: usize, align: usize) -> Option<usize> {
     if align <= 8 {
+        if size <= SMALL_MAX {
+            // SAFETY-free: the index is at most SMALL_MAX / 8.
+            return Some(SMALL_CLASS[(size + 7) >> 3] as usize);
+        }
         return class_of(size);
     }
+    class_for_aligned(size, align)
+}
+
+#[inline(always)]
+fn class_for_aligned(size: usize, align: usize) -> Option<usize> {
+    if align > mem::UNIT {
+        return None; // slab bases are only UNIT-aligned: the large tier aligns further
+    }
     let eff = if size < align { align } else { size };
-    let c = class_of(eff)?;
-    if class_size(c) % align == 0 {
+    let c = if eff <= SMALL_MAX {
+        SMALL_CLASS[(eff + 7) >> 3] as usize
+    } else {
+        class_of(eff)?
+    };
+    // align is a power of two (Layout guarantees it).
+    if class_size(c) & (align - 1) == 0 {
         return Some(c);
     }
     class_of(eff.checked_next_power_of_two()?)
@@ -265,7 +306,7 @@ pub(crate) unsafe fn kfree_any(
                 unsafe { crate::debug::free(p) };
                 return Ok(());
             }
-            if !s.is_object_start(p) {
+            if !s.is_carved_object(p) {
                 return Err(FreeError::Interior);
             }
             // SAFETY: s.cache lives as long as its domain; p is an object start of s.
@@ -372,7 +413,7 @@ mod tests {
 
     #[test]
     fn aligned_classes_give_aligned_objects() {
-        for align in [16, 32, 64, 128, 256, 512, 1024, 4096, 32768] {
+        for align in [16, 32, 64, 128, 256, 512, 1024, 4096, 32768, 65536] {
             for size in [1, 8, 24, 48, 100, 1000, 5000] {
                 if let Some(c) = class_for(size, align) {
                     assert_eq!(class_size(c) % align, 0, "size {size} align {align}");
@@ -380,7 +421,15 @@ mod tests {
                 }
             }
         }
-        assert_eq!(class_for(10, 65536), None);
+        assert_eq!(class_for(10, 1 << 18), None);
+    }
+
+    #[test]
+    fn class_table_agrees_with_the_formula() {
+        for size in 0..=8192 {
+            assert_eq!(class_for(size, 1), class_of(size), "size {size}");
+            assert_eq!(class_for(size, 8), class_of(size), "size {size}");
+        }
     }
 
     #[test]

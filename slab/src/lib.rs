@@ -64,6 +64,7 @@ mod domain;
 #[cfg(not(loom))]
 mod fork;
 mod global;
+mod heap;
 mod hotplug;
 mod kmalloc;
 mod knobs;
@@ -74,7 +75,7 @@ mod report;
 mod slab;
 mod stats;
 mod sync;
-mod thread;
+mod tls;
 
 pub use cache::{
     CacheConfig, CacheError, CacheFlags, CacheStats, KmemCache, CACHE_LINE, MAX_ALIGN,
@@ -85,6 +86,7 @@ pub use domain::{DomainConfig, InvariantReport, LockingMode, SlabDomain, Violati
 #[cfg(not(loom))]
 pub use fork::{fork_stats, ForkStats};
 pub use global::{default_domain, SlabAlloc};
+pub use heap::{exit_thread_now, heaps_in_use, heaps_in_use as thread_slots_in_use};
 pub use hotslab_hotplug as hotplug_api;
 pub use hotslab_numa as numa;
 pub use kmalloc::{
@@ -94,4 +96,3 @@ pub use kmalloc::{
 pub use node::PartState;
 pub use report::{print_slabinfo, SLABINFO_HEADER};
 pub use stats::SlabInfoRow;
-pub use thread::{exit_thread_now, slots_in_use as thread_slots_in_use};

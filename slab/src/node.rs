@@ -210,6 +210,9 @@ pub struct NodePart {
     pub(crate) total_objects: AtomicUsize,
     /// Remote frees have piled up on resting slabs: the next slow path should reap empties.
     reap: AtomicBool,
+    /// Allocations and frees counted by slabs of this part that were freed since.
+    gone_allocs: std::sync::atomic::AtomicU64,
+    gone_frees: std::sync::atomic::AtomicU64,
     /// OFFLINE left this part draining (live objects after a forced offline): the settle of
     /// its last slab retires it. Not part of any modelled handshake (std atomic).
     pub(crate) offlined: std::sync::atomic::AtomicBool,
@@ -230,6 +233,8 @@ impl NodePart {
             nr_slabs: AtomicUsize::new(0),
             total_objects: AtomicUsize::new(0),
             reap: AtomicBool::new(false),
+            gone_allocs: std::sync::atomic::AtomicU64::new(0),
+            gone_frees: std::sync::atomic::AtomicU64::new(0),
             offlined: std::sync::atomic::AtomicBool::new(false),
         }
     }
@@ -309,6 +314,30 @@ impl NodePart {
     /// Takes the reap request (call with the list lock held).
     pub(crate) fn take_reap(&self) -> bool {
         self.reap.load(Ordering::Relaxed) && self.reap.swap(false, Ordering::Relaxed)
+    }
+
+    /// A slab of this part is freed (list lock held): keep its counts for the statistics.
+    pub(crate) fn fold_gone(&self, s: &Slab) {
+        use std::sync::atomic::Ordering as O;
+        // A freed slab has nothing in use: every object it handed out was freed.
+        self.gone_allocs.fetch_add(s.allocs.get(), O::Relaxed);
+        self.gone_frees.fetch_add(s.allocs.get(), O::Relaxed);
+    }
+
+    /// (allocations, frees) of freed slabs.
+    pub(crate) fn gone(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering as O;
+        (
+            self.gone_allocs.load(O::Relaxed),
+            self.gone_frees.load(O::Relaxed),
+        )
+    }
+
+    /// A reused cache starts counting again.
+    pub(crate) fn reset_gone(&self) {
+        use std::sync::atomic::Ordering as O;
+        self.gone_allocs.store(0, O::Relaxed);
+        self.gone_frees.store(0, O::Relaxed);
     }
 
     /// Whether new slabs may be made here.

@@ -1,17 +1,19 @@
-//! One slab: a span of arena UNITs carved into equal objects, with its private freelist, its
-//! remote (cross-thread) free list and its owner state. The descriptor lives in metadata memory,
-//! never in front of the objects. This file owns the object layout inside a span and the freelist
-//! encoding; it does not know about lists, nodes or threads beyond the `owner` word.
+//! One slab: a span of arena UNITs carved into equal objects, with its three freelists (the
+//! owner's pop list `free`, the owner's frees `local_free`, and the cross-thread list `xthread`
+//! on its own cache line), its counters and its owner. The descriptor lives in metadata memory,
+//! never in front of the objects. This file owns the object layout inside a span and the
+//! freelist encoding; it knows nothing of heaps beyond the `owner` word, nor of part lists
+//! beyond the link fields the part's list lock guards.
 
 use core::cell::Cell;
 use core::ptr;
 
+use crossbeam_utils::CachePadded;
 use hotslab_numa::NodeId;
 
 use crate::cache::CacheInner;
 use crate::node::NodePart;
-use crate::sync::{AtomicPtr, AtomicUsize, Ordering};
-use crate::thread::ThreadCache;
+use crate::sync::{AtomicUsize, Ordering};
 
 /// Fixed-point shift of `Slab::recip`.
 const RECIP_SHIFT: u32 = 40;
@@ -23,7 +25,7 @@ const REMOTE_PTR_MASK: usize = (1 << REMOTE_PTR_BITS) - 1;
 /// Where a resting slab sits in its part (under the part's list lock).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum ListKind {
-    /// Owned by a thread cache (on the part's `owned` list).
+    /// Owned by a heap (on the part's `owned` list).
     Owned,
     /// Resting with free objects.
     Partial,
@@ -31,14 +33,25 @@ pub(crate) enum ListKind {
     Full,
     /// Resting with every object free.
     Empty,
-    /// A debug slab (`debug.rs`): never owned by a thread cache; allocated from and freed into
-    /// under the part's list lock only.
+    /// A debug slab (`debug.rs`): never owned by a heap; allocated from and freed into under
+    /// the part's list lock only.
     Debug,
 }
 
-/// An owner-written count that statistics read from other threads at any time (`stats`,
-/// `part_in_use` on owned slabs): relaxed atomic loads and stores, which compile to the plain
-/// moves a `Cell` would, but make those racy reads defined (ThreadSanitizer found them).
+/// Which queue of its owning thread cache an owned slab is on (owner-private).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum HeapQueue {
+    /// Not on a heap queue (resting in its part, or the thread cache's current slab).
+    None,
+    /// Owned, may have free objects.
+    Avail,
+    /// Owned, found without a free object (local frees bring it back to `Avail`).
+    Full,
+}
+
+/// An owner-written count that statistics read from other threads at any time: relaxed atomic
+/// loads and stores, which compile to the plain moves a `Cell` would, but make those racy reads
+/// defined (ThreadSanitizer found them).
 pub(crate) struct OwnerCount(core::sync::atomic::AtomicU32);
 
 impl OwnerCount {
@@ -57,6 +70,28 @@ impl OwnerCount {
     }
 }
 
+/// A 64-bit owner-written counter (see [`OwnerCount`]); `bump` is a load and a store, no RMW.
+pub(crate) struct OwnerCount64(core::sync::atomic::AtomicU64);
+
+impl OwnerCount64 {
+    pub const fn new(v: u64) -> OwnerCount64 {
+        OwnerCount64(core::sync::atomic::AtomicU64::new(v))
+    }
+
+    #[inline(always)]
+    pub fn get(&self) -> u64 {
+        self.0.load(core::sync::atomic::Ordering::Relaxed)
+    }
+
+    #[inline(always)]
+    pub fn add(&self, n: u64) {
+        self.0.store(
+            self.get().wrapping_add(n),
+            core::sync::atomic::Ordering::Relaxed,
+        )
+    }
+}
+
 /// How a debug slab lays out its slots (all zero for a normal slab). See `debug.rs`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct SlotDebug {
@@ -71,42 +106,57 @@ pub(crate) struct SlotDebug {
 /// A slab descriptor.
 ///
 /// Field ownership: immutable fields are set before the slab is published; `free`,
-/// `free_count` and `bump` belong to the owner (the owning thread cache, or the holder of the
-/// part's list lock while the slab rests); `remote` and `owner` are shared atomics; the list
-/// links belong to the part's list lock.
+/// `local_free`, the counters, `bump`, `tc` and the heap links belong to the owner (the owning
+/// heap, or the holder of the part's list lock while the slab rests); `xthread` and `owner` are
+/// shared atomics; the part list links belong to the part's list lock.
+///
+/// Objects handed out right now = `allocs - frees - remote_count(xthread)`: every alloc bumps
+/// `allocs`, every local free and every collected remote free bumps `frees`, so statistics are
+/// exact without a counter anywhere else and without a walk.
+#[repr(C)]
 pub(crate) struct Slab {
-    // ---- owner-private --------------------------------------------------------------------
-    /// Head of the private freelist (object addresses; next pointer at `freeptr_off`).
+    // ---- owner-private, hot (first cache line) -----------------------------------------------
+    /// The list allocations pop from (object addresses; next pointer at `freeptr_off`).
     pub free: Cell<*mut u8>,
-    /// Objects on the private freelist.
-    pub free_count: OwnerCount,
+    /// The owner's frees (plain pushes); swapped into `free` when that runs dry.
+    pub local_free: Cell<*mut u8>,
+    /// Address of the owning `Heap`, or 0 while the slab rests in its part. Written by the
+    /// owner's part-lock sections and by revokers; read by every free.
+    pub owner: AtomicUsize,
+    /// Objects handed out from this slab (ever).
+    pub allocs: OwnerCount64,
+    /// Objects given back (local frees plus collected remote frees).
+    pub frees: OwnerCount64,
     /// Index of the first never-used object (objects at and after it are free and uncarved).
     pub bump: OwnerCount,
-    // ---- shared ---------------------------------------------------------------------------
-    /// Cross-thread frees: a packed (head pointer, count) word; push-only plus take-all, so ABA
-    /// cannot arise.
-    pub remote: AtomicUsize,
-    /// Address of the owning `ThreadCache`, or 0 while the slab rests in its part.
-    pub owner: AtomicUsize,
-    // ---- immutable ------------------------------------------------------------------------
-    pub base: *mut u8,
-    pub units: u32,
-    pub capacity: u32,
+    /// The owner's queue (owner-private).
+    pub queue: Cell<HeapQueue>,
     pub stride: u32,
     pub freeptr_off: u32,
+    pub capacity: u32,
+    // ---- immutable ------------------------------------------------------------------------
+    pub base: *mut u8,
     /// ceil(2^40 / stride): object index by multiplication instead of division.
     pub recip: u64,
+    pub units: u32,
     pub node: NodeId,
     pub cache: *const CacheInner,
-    /// The cache's thread-cache table (copied here to save a load on the free path).
-    pub tcs: *const AtomicPtr<ThreadCache>,
     pub part: *const NodePart,
+    /// The owning thread cache (`heap::ThreadCache`), set with `owner` under the part's lock.
+    pub tc: AtomicUsize,
+    // ---- heap queue links (owner-private) ----------------------------------------------------
+    pub hprev: Cell<*mut Slab>,
+    pub hnext: Cell<*mut Slab>,
     // ---- part list links --------------------------------------------------------------------
     pub prev: Cell<*mut Slab>,
     pub next: Cell<*mut Slab>,
     pub list: Cell<ListKind>,
     // ---- immutable, debug slabs only (read off the fast path) --------------------------------
     pub dbg: SlotDebug,
+    // ---- shared, written by other threads: its own cache line ---------------------------------
+    /// Cross-thread frees: a packed (head pointer, count) word; push-only plus take-all, so ABA
+    /// cannot arise.
+    pub xthread: CachePadded<AtomicUsize>,
 }
 
 // SAFETY: the Cell fields are only touched by the slab's current owner (see the field docs);
@@ -115,6 +165,17 @@ pub(crate) struct Slab {
 unsafe impl Send for Slab {}
 // SAFETY: as for Send: shared access goes through the atomics, the rest is owner-only.
 unsafe impl Sync for Slab {}
+
+/// What a local free found out about its slab (the caller acts on it off the hot path).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum AfterFree {
+    /// Nothing to do.
+    Done,
+    /// The slab was on its owner's full queue: it has a free object again.
+    Unfull,
+    /// Every object of the slab is free now.
+    Empty,
+}
 
 impl Slab {
     /// A descriptor for a fresh span: nothing carved yet, nothing free on any list.
@@ -131,29 +192,64 @@ impl Slab {
     ) -> Slab {
         Slab {
             free: Cell::new(ptr::null_mut()),
-            free_count: OwnerCount::new(0),
-            bump: OwnerCount::new(0),
-            remote: AtomicUsize::new(0),
+            local_free: Cell::new(ptr::null_mut()),
             owner: AtomicUsize::new(0),
-            base,
-            units,
-            capacity,
+            allocs: OwnerCount64::new(0),
+            frees: OwnerCount64::new(0),
+            bump: OwnerCount::new(0),
+            queue: Cell::new(HeapQueue::None),
             stride,
             freeptr_off,
+            capacity,
+            base,
             recip: (1u64 << RECIP_SHIFT).div_ceil(stride as u64),
+            units,
             node,
             cache,
-            // SAFETY: a non-null cache pointer names live cache metadata (tests pass null).
-            tcs: if cache.is_null() {
-                ptr::null()
-            } else {
-                unsafe { (*cache).tcs }
-            },
             part,
+            tc: AtomicUsize::new(0),
+            hprev: Cell::new(ptr::null_mut()),
+            hnext: Cell::new(ptr::null_mut()),
             prev: Cell::new(ptr::null_mut()),
             next: Cell::new(ptr::null_mut()),
             list: Cell::new(ListKind::Empty),
             dbg: SlotDebug::default(),
+            xthread: CachePadded::new(AtomicUsize::new(0)),
+        }
+    }
+
+    /// The stand-in slab of an empty direct-table entry: no object, no cache, never listed.
+    #[cfg(not(loom))]
+    pub const fn empty() -> Slab {
+        Slab {
+            free: Cell::new(ptr::null_mut()),
+            local_free: Cell::new(ptr::null_mut()),
+            owner: AtomicUsize::new(0),
+            allocs: OwnerCount64::new(0),
+            frees: OwnerCount64::new(0),
+            bump: OwnerCount::new(0),
+            queue: Cell::new(HeapQueue::None),
+            stride: 8,
+            freeptr_off: 0,
+            capacity: 0,
+            base: ptr::null_mut(),
+            recip: 0,
+            units: 0,
+            node: NodeId::new(0),
+            cache: ptr::null(),
+            part: ptr::null(),
+            tc: AtomicUsize::new(0),
+            hprev: Cell::new(ptr::null_mut()),
+            hnext: Cell::new(ptr::null_mut()),
+            prev: Cell::new(ptr::null_mut()),
+            next: Cell::new(ptr::null_mut()),
+            list: Cell::new(ListKind::Empty),
+            dbg: SlotDebug {
+                flags: 0,
+                obj_off: 0,
+                obj_size: 0,
+            },
+            xthread: CachePadded::new(AtomicUsize::new(0)),
         }
     }
 
@@ -182,23 +278,27 @@ impl Slab {
         }
     }
 
-    /// The calling thread's cache of this slab's cache (null if it has none yet).
-    #[inline(always)]
-    pub fn tc(&self, slot: usize) -> *mut ThreadCache {
-        // SAFETY: slot < MAX_SLOTS and tcs has MAX_SLOTS entries for the life of the cache.
-        unsafe { (*self.tcs.add(slot)).load(Ordering::Acquire) }
+    /// Objects handed out and not yet freed (owner's view; racy but defined for others).
+    pub fn in_use(&self) -> u32 {
+        let pending = remote_count(self.xthread.load(Ordering::Acquire)) as u64;
+        self.allocs
+            .get()
+            .wrapping_sub(self.frees.get())
+            .wrapping_sub(pending) as u32
     }
 
     /// Objects free in this slab right now as seen by the owner: private + uncarved + remote.
+    #[cfg(test)]
     pub fn free_objects(&self) -> u32 {
-        self.free_count.get()
-            + (self.capacity - self.bump.get())
-            + remote_count(self.remote.load(Ordering::Acquire))
+        self.capacity - self.in_use()
     }
 
-    /// Objects handed out and not yet freed (owner's view).
-    pub fn in_use(&self) -> u32 {
-        self.capacity - self.free_objects()
+    /// Whether the owner can allocate from this slab without collecting remote frees.
+    #[inline]
+    pub fn has_private_free(&self) -> bool {
+        !self.free.get().is_null()
+            || !self.local_free.get().is_null()
+            || self.bump.get() < self.capacity
     }
 
     /// Whether `p` is the address of an object slot of this slab (not interior, inside the span).
@@ -216,14 +316,28 @@ impl Slab {
         idx < self.capacity as u64 && idx * self.stride as u64 == off
     }
 
-    /// Owner only: carves up to `n` never-used objects onto the private freelist, running the
-    /// constructor on each. Returns how many were carved.
+    /// Whether `p` is an object slot below the carve mark (an uncarved slot was never handed out,
+    /// so freeing it is a bug).
+    #[inline(always)]
+    pub fn is_carved_object(&self, p: *mut u8) -> bool {
+        let off = (p as usize).wrapping_sub(self.base as usize) as u64;
+        if off >= (1 << 20) {
+            return false;
+        }
+        let idx = (off * self.recip) >> RECIP_SHIFT;
+        idx < self.bump.get() as u64 && idx * self.stride as u64 == off
+    }
+
+    /// Owner only: carves up to `n` never-used objects onto the pop list, running the
+    /// constructor on each. Returns how many were carved. The carve mark moves first, so a
+    /// constructor that allocates from this very slab cannot carve the same objects again.
     ///
     /// # Safety
     /// The caller owns the slab.
     pub unsafe fn carve(&self, n: u32, ctor: Option<fn(*mut u8)>) -> u32 {
         let start = self.bump.get();
         let end = core::cmp::min(self.capacity, start.saturating_add(n));
+        self.bump.set(end);
         // Push in reverse so the freelist hands objects out in address order.
         let mut i = end;
         while i > start {
@@ -238,12 +352,10 @@ impl Slab {
             crate::asan::poison_free_object(obj, self.stride, self.freeptr_off);
             self.free.set(obj);
         }
-        self.bump.set(end);
-        self.free_count.set(self.free_count.get() + (end - start));
         end - start
     }
 
-    /// Owner only: pops one object from the private freelist.
+    /// Owner only: pops one object from the pop list (null if it is empty).
     ///
     /// # Safety
     /// The caller owns the slab.
@@ -252,28 +364,58 @@ impl Slab {
         let obj = self.free.get();
         if !obj.is_null() {
             crate::asan::unpoison(obj, self.stride as usize);
-            // SAFETY: obj heads our private freelist, so it is a free object of this slab.
+            // SAFETY: obj heads our pop list, so it is a free object of this slab.
             self.free.set(unsafe { self.get_fp(obj) });
-            self.free_count.set(self.free_count.get() - 1);
+            self.allocs.add(1);
         }
         obj
     }
 
-    /// Owner only: pushes a freed object onto the private freelist.
+    /// Owner only: pushes a freed object onto the local free list. Reports what the caller must
+    /// do about the slab's queue; aborts on the cheap double-free cases (the object is the head
+    /// of either private list).
     ///
     /// # Safety
     /// The caller owns the slab and `obj` is an allocated object of it, now freed.
     #[inline(always)]
-    pub unsafe fn push(&self, obj: *mut u8) {
+    pub unsafe fn push_local(&self, obj: *mut u8) -> AfterFree {
+        let head = self.local_free.get();
+        if obj == head || obj == self.free.get() {
+            crate::debug::double_free(self, obj);
+        }
         // SAFETY: obj is ours and free now.
-        unsafe { self.set_fp(obj, self.free.get()) };
+        unsafe { self.set_fp(obj, head) };
         crate::asan::poison_free_object(obj, self.stride, self.freeptr_off);
-        self.free.set(obj);
-        self.free_count.set(self.free_count.get() + 1);
+        self.local_free.set(obj);
+        self.frees.add(1);
+        if self.queue.get() == HeapQueue::Full {
+            AfterFree::Unfull
+        } else if self.frees.get() == self.allocs.get() {
+            AfterFree::Empty
+        } else {
+            AfterFree::Done
+        }
     }
 
-    /// Any thread: pushes a freed object onto the remote list (one CAS loop; the last access to
-    /// the slab, so the slab may be reclaimed as soon as it returns).
+    /// Owner (or a part-lock holder acting as owner): refills the pop list in O(1): the local
+    /// free list first, then the whole cross-thread list. True if `free` is non-empty afterwards.
+    ///
+    /// # Safety
+    /// The caller owns the slab and `free` is empty.
+    #[inline]
+    pub unsafe fn refill(&self) -> bool {
+        let local = self.local_free.get();
+        if !local.is_null() {
+            self.free.set(local);
+            self.local_free.set(ptr::null_mut());
+            return true;
+        }
+        // SAFETY: forwarded.
+        unsafe { self.collect_remote() > 0 }
+    }
+
+    /// Any thread: pushes a freed object onto the cross-thread list (one CAS loop; the last
+    /// access to the slab, so the slab may be reclaimed as soon as it returns).
     ///
     /// # Safety
     /// `obj` is an allocated object of this slab, now freed by the caller.
@@ -283,17 +425,22 @@ impl Slab {
         let cache = self.cache;
         let half = self.capacity / 2;
         let resting = self.owner.load(Ordering::Relaxed) == 0;
+        // Objects in use besides the pending remote frees (stable while the slab rests).
+        let used = self.allocs.get().wrapping_sub(self.frees.get());
         // Before the CAS: afterwards the owner may already have handed the object out again.
         crate::asan::poison_free_object(obj, self.stride, self.freeptr_off);
-        let mut old = self.remote.load(Ordering::Relaxed);
+        let mut old = self.xthread.load(Ordering::Relaxed);
         loop {
             let head = (old & REMOTE_PTR_MASK) as *mut u8;
             let count = old >> REMOTE_PTR_BITS;
+            if head == obj {
+                crate::debug::double_free(self, obj);
+            }
             // SAFETY: obj is free and belongs to the caller until the CAS publishes it.
             unsafe { self.set_fp(obj, head) };
             let new = (obj as usize) | ((count + 1) << REMOTE_PTR_BITS);
             match self
-                .remote
+                .xthread
                 .compare_exchange_weak(old, new, Ordering::SeqCst, Ordering::Relaxed)
             {
                 Ok(_) => {
@@ -312,6 +459,11 @@ impl Slab {
                         // empty slabs go back and the part retires once it has none.
                         // SAFETY: as above.
                         unsafe { (*cache).drained_free(p) };
+                    } else if resting && (count + 1) as u64 == used {
+                        // Our free emptied a resting slab: settle it now (found again through
+                        // the page map under the part's lock, never through a stale pointer).
+                        // SAFETY: as above.
+                        unsafe { (*cache).remote_emptied(p, obj) };
                     } else if resting && count + 1 >= half.max(1) as usize {
                         // A resting slab filling up with remote frees may be empty soon: ask
                         // the part's next slow path to reap.
@@ -324,49 +476,47 @@ impl Slab {
         }
     }
 
-    /// Owner only: moves the whole remote list onto the private freelist. Returns how many
-    /// objects arrived.
+    /// Owner only: moves the whole cross-thread list onto the pop list (`free` must be empty,
+    /// or the list is spliced in front of it by a walk — only part-lock holders do that). O(1)
+    /// when `free` is empty. Returns how many objects arrived.
     ///
     /// # Safety
     /// The caller owns the slab.
     pub unsafe fn collect_remote(&self) -> u32 {
         // SeqCst: see push_remote (a plain load on x86).
         crate::sync::loom_sc_fence();
-        if self.remote.load(Ordering::SeqCst) == 0 {
+        if self.xthread.load(Ordering::SeqCst) == 0 {
             return 0;
         }
-        let word = self.remote.swap(0, Ordering::Acquire);
-        let mut obj = (word & REMOTE_PTR_MASK) as *mut u8;
+        let word = self.xthread.swap(0, Ordering::Acquire);
+        let chain = (word & REMOTE_PTR_MASK) as *mut u8;
         let count = remote_count(word);
+        self.frees.add(count as u64);
         if self.free.get().is_null() {
-            self.free.set(obj);
+            self.free.set(chain);
+        } else if self.local_free.get().is_null() {
+            self.local_free.set(chain);
         } else {
-            // Splice: walk to the tail of the remote chain (it is usually short).
-            let mut n = 0;
+            // Both private lists are in use (a part-lock holder collecting a resting slab):
+            // splice onto `local_free` by walking the chain (resting slabs only, off the
+            // allocation path).
+            let mut obj = chain;
             while !obj.is_null() {
                 // SAFETY: every object on the remote chain is a free object of this slab.
                 let next = unsafe { self.get_fp(obj) };
                 // SAFETY: as above; we own the object now that the list is taken.
-                unsafe { self.push_raw(obj) };
+                unsafe { self.set_fp(obj, self.local_free.get()) };
+                self.local_free.set(obj);
                 obj = next;
-                n += 1;
             }
-            debug_assert_eq!(n, count);
-            return count;
         }
-        self.free_count.set(self.free_count.get() + count);
         count
     }
 
-    /// Pushes without touching the count (used by the splice above, which counts once).
-    ///
-    /// # Safety
-    /// As for [`Slab::push`].
-    unsafe fn push_raw(&self, obj: *mut u8) {
-        // SAFETY: as for push.
-        unsafe { self.set_fp(obj, self.free.get()) };
-        self.free.set(obj);
-        self.free_count.set(self.free_count.get() + 1);
+    /// Whether cross-thread frees are waiting (a relaxed peek).
+    #[inline]
+    pub fn has_remote(&self) -> bool {
+        self.xthread.load(Ordering::Relaxed) != 0
     }
 }
 
@@ -474,17 +624,24 @@ mod tests {
             assert_eq!(s.in_use(), 2);
             s.push_remote(a);
             assert_eq!(s.in_use(), 1);
-            s.push(b);
-            assert_eq!(s.collect_remote(), 1);
+            // The remote free is not collected yet: the owner does not see the slab empty.
+            assert_eq!(s.push_local(b), AfterFree::Done);
             assert_eq!(s.in_use(), 0);
-            assert_eq!(s.free_count.get(), 3);
-            let mut seen = [false; 8];
-            while let Some(p) = Some(s.pop()).filter(|p| !p.is_null()) {
-                let i = (p as usize - base as usize) / 64;
-                assert!(!seen[i], "object {i} handed out twice");
-                seen[i] = true;
-            }
-            assert_eq!(seen.iter().filter(|x| **x).count(), 3);
+            // One carved object is still on `free`; the local and remote lists come after it.
+            let c = s.pop();
+            assert_eq!(c, base.add(128));
+            assert!(s.free.get().is_null());
+            assert!(s.refill(), "local_free is swapped in");
+            assert_eq!(s.pop(), b);
+            assert!(s.refill(), "the remote list is collected in one swap");
+            assert_eq!(s.pop(), a);
+            assert!(!s.refill());
+            assert_eq!(s.in_use(), 3);
+            assert!(s.is_carved_object(base.add(128)));
+            assert!(
+                !s.is_carved_object(base.add(192)),
+                "slot 3 was never carved"
+            );
         }
         assert!(s.is_object_start(base));
         // SAFETY: in-bounds pointer arithmetic on the test buffer.

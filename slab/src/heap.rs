@@ -1,0 +1,1332 @@
+//! The per-thread heap: one `Heap` per thread behind one TLS word (`tls.rs`), holding the
+//! revocation flags once per thread, the direct table from kmalloc class to the slab to pop
+//! from, and the heap's owner id; one `ThreadCache` per (heap, cache) holding the queues of the
+//! slabs the heap owns in that cache. This file owns the allocation and free fast paths, the
+//! lock-free local refill, the locked refill from node parts (in batches), revocation, thread
+//! exit (abandoning every slab in one pass) and the heap registry (heaps are recycled, never
+//! freed; ids are unbounded up to [`MAX_HEAPS`]).
+//!
+//! Ownership: every slab a heap owns is local. A free compares the slab's `owner` word with the
+//! caller's heap and, if equal, pushes on the slab's local list with plain stores; otherwise it
+//! is one CAS onto the slab's cross-thread list. Refilling swaps lists in O(1).
+//!
+//! Revocation (an asymmetric Dekker pair, once per heap): the owner's fast path stores
+//! `busy = true`, runs [`light_barrier`] (a compiler fence) and reads `revoked`; a revoker
+//! (destroy, offline, debug switch) takes `Heap::lock`, stores `revoked = true`, runs
+//! [`heavy_barrier`] (membarrier) and waits for `busy == false`; then it takes the thread
+//! cache's slabs. Either the owner sees `revoked` and takes the slow path, which blocks on
+//! `Heap::lock` until the revoker is done, or the revoker sees `busy` and waits the few
+//! instructions the fast path takes. The owner clears `revoked` only under `Heap::lock`.
+//! Busy sections never wait for a lock a revoker holds (they may take a part's list lock, whose
+//! holders never wait for a heap), so an idle thread never blocks a revoker.
+//!
+//! Must not take `slab_mutex` or the online-mems lock on any allocation or free path.
+
+use core::cell::Cell;
+use core::ptr;
+
+use hotslab_numa::NodeId;
+
+use crate::cache::CacheInner;
+use crate::node::NodePart;
+use crate::slab::{AfterFree, HeapQueue, ListKind, Slab};
+use crate::sync::{
+    heavy_barrier, light_barrier, lock, spin_wait, AtomicBool, AtomicPtr, Mutex, MutexGuard,
+    Ordering,
+};
+
+/// Thread-cache table geometry of a cache: `TC_L1` chunks of `TC_CHUNK` entries, one per heap
+/// id. Heaps beyond `MAX_HEAPS` concurrent ids use the locked direct path.
+#[cfg(not(loom))]
+pub(crate) const TC_CHUNK: usize = 1024;
+#[cfg(not(loom))]
+pub(crate) const TC_L1: usize = 256;
+#[cfg(loom)]
+pub(crate) const TC_CHUNK: usize = 4;
+#[cfg(loom)]
+pub(crate) const TC_L1: usize = 2;
+/// Concurrent heap ids (262,144 outside loom).
+pub(crate) const MAX_HEAPS: usize = TC_CHUNK * TC_L1;
+
+/// Number of direct-table entries (the default domain's kmalloc classes).
+pub(crate) const NDIRECT: usize = crate::kmalloc::NCLASSES;
+const NO_DIRECT: u8 = u8::MAX;
+
+/// Objects carved from a fresh span at a time, at least (bounds the constructor work on one
+/// slow path); small objects carve a page's worth.
+const CARVE_BATCH: u32 = 64;
+/// Slabs taken from a part in one list-lock section.
+const ACQUIRE_BATCH: usize = 4;
+/// Full slabs a thread cache keeps owned (their local frees stay local); older ones go back.
+const FULL_KEEP: usize = 16;
+/// Full slabs inspected for cross-thread frees per local refill.
+const FULL_SCAN: usize = 4;
+/// Resting full slabs inspected for remote frees per acquire.
+const PART_FULL_SCAN: usize = 16;
+
+// ---- heap ------------------------------------------------------------------------------------
+
+/// One thread's heap.
+#[repr(C, align(64))]
+pub(crate) struct Heap {
+    /// Owner is inside a fast-path section (see the module docs).
+    pub busy: AtomicBool,
+    /// A revoker took (or is taking) slabs of this heap: the owner must take the slow path.
+    pub revoked: AtomicBool,
+    /// The static stand-in of exited threads: always revoked, never owns a slab.
+    exited: bool,
+    /// Default-domain kmalloc class → the slab to pop from (`EMPTY` when none). Owner-written;
+    /// revokers write it only under `lock` after `busy` was seen false.
+    pub direct: [Cell<*mut Slab>; NDIRECT],
+    /// Index into every cache's thread-cache table.
+    pub id: usize,
+    /// Serialises the owner's slow path against revokers.
+    pub lock: Mutex<()>,
+    /// Owner-private: depth of the owner's own hold of `lock` (a constructor may allocate).
+    depth: Cell<u32>,
+    /// Owner is gone (thread exited; the heap waits on the free list).
+    #[cfg_attr(loom, allow(dead_code))]
+    next_free: Cell<*mut Heap>,
+    #[cfg_attr(loom, allow(dead_code))]
+    next_all: Cell<*mut Heap>,
+}
+
+// SAFETY: the Cell fields are touched by the owner thread, or by a revoker under `lock` after the
+// busy handshake, or by the heap registry under its lock (see the field docs).
+unsafe impl Send for Heap {}
+// SAFETY: as for Send.
+unsafe impl Sync for Heap {}
+
+/// The slab of an empty direct entry: nothing to pop, so the fast path falls through.
+#[cfg(not(loom))]
+static EMPTY_SLAB: Slab = Slab::empty();
+
+#[inline(always)]
+fn empty_slab() -> *mut Slab {
+    #[cfg(not(loom))]
+    {
+        &EMPTY_SLAB as *const Slab as *mut Slab
+    }
+    #[cfg(loom)]
+    {
+        ptr::null_mut()
+    }
+}
+
+impl Heap {
+    fn new(id: usize, exited: bool) -> Heap {
+        Heap {
+            busy: AtomicBool::new(false),
+            revoked: AtomicBool::new(exited),
+            exited,
+            direct: core::array::from_fn(|_| Cell::new(empty_slab())),
+            id,
+            lock: Mutex::new(()),
+            depth: Cell::new(0),
+            next_free: Cell::new(ptr::null_mut()),
+            next_all: Cell::new(ptr::null_mut()),
+        }
+    }
+
+    /// Takes `lock` as the owner (re-entrant for the owner thread: a constructor run under it
+    /// may allocate).
+    fn lock_owner(&self) -> OwnerGuard<'_> {
+        let d = self.depth.get();
+        let guard = if d == 0 { Some(lock(&self.lock)) } else { None };
+        self.depth.set(d + 1);
+        OwnerGuard { heap: self, guard }
+    }
+}
+
+struct OwnerGuard<'a> {
+    heap: &'a Heap,
+    guard: Option<MutexGuard<'a, ()>>,
+}
+
+impl Drop for OwnerGuard<'_> {
+    fn drop(&mut self) {
+        self.heap.depth.set(self.heap.depth.get() - 1);
+        drop(self.guard.take());
+    }
+}
+
+// ---- thread cache ---------------------------------------------------------------------------
+
+/// An owner-private doubly linked queue of slabs (through `Slab::hprev/hnext`).
+pub(crate) struct SlabQueue {
+    head: Cell<*mut Slab>,
+    tail: Cell<*mut Slab>,
+    len: Cell<usize>,
+}
+
+impl SlabQueue {
+    const fn new() -> SlabQueue {
+        SlabQueue {
+            head: Cell::new(ptr::null_mut()),
+            tail: Cell::new(ptr::null_mut()),
+            len: Cell::new(0),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.len.get()
+    }
+
+    /// # Safety
+    /// `s` is a valid slab on no queue; the caller owns the queue's thread cache.
+    unsafe fn push_back(&self, s: *mut Slab, q: HeapQueue) {
+        // SAFETY: caller contract.
+        let sr = unsafe { &*s };
+        sr.queue.set(q);
+        sr.hnext.set(ptr::null_mut());
+        sr.hprev.set(self.tail.get());
+        let t = self.tail.get();
+        if t.is_null() {
+            self.head.set(s);
+        } else {
+            // SAFETY: t is on this queue.
+            unsafe { (*t).hnext.set(s) };
+        }
+        self.tail.set(s);
+        self.len.set(self.len.get() + 1);
+    }
+
+    /// # Safety
+    /// `s` is on this queue; the caller owns the queue's thread cache.
+    unsafe fn remove(&self, s: *mut Slab) {
+        // SAFETY: caller contract: s and its neighbours are on this queue.
+        unsafe {
+            let sr = &*s;
+            let (p, n) = (sr.hprev.get(), sr.hnext.get());
+            if p.is_null() {
+                self.head.set(n);
+            } else {
+                (*p).hnext.set(n);
+            }
+            if n.is_null() {
+                self.tail.set(p);
+            } else {
+                (*n).hprev.set(p);
+            }
+            sr.hprev.set(ptr::null_mut());
+            sr.hnext.set(ptr::null_mut());
+            sr.queue.set(HeapQueue::None);
+        }
+        self.len.set(self.len.get() - 1);
+    }
+
+    /// # Safety
+    /// The caller owns the queue's thread cache.
+    unsafe fn pop_front(&self) -> *mut Slab {
+        let s = self.head.get();
+        if !s.is_null() {
+            // SAFETY: s heads this queue.
+            unsafe { self.remove(s) };
+        }
+        s
+    }
+
+    fn head(&self) -> *mut Slab {
+        self.head.get()
+    }
+}
+
+/// One heap's share of one cache: the slab it pops from and the other slabs it owns.
+#[repr(C, align(64))]
+pub(crate) struct ThreadCache {
+    pub heap: *const Heap,
+    /// The slab to pop from, for caches without a direct entry (owner; revoker under the heap's
+    /// lock). Caches with one keep it in `heap.direct[direct]`.
+    cur: Cell<*mut Slab>,
+    direct: u8,
+    /// Owned slabs that may have free objects.
+    pub avail: SlabQueue,
+    /// Owned slabs found without a free object.
+    pub full: SlabQueue,
+}
+
+// SAFETY: the Cells are owner-private or touched by a revoker under the heap's lock (module docs).
+unsafe impl Send for ThreadCache {}
+// SAFETY: as for Send.
+unsafe impl Sync for ThreadCache {}
+
+impl ThreadCache {
+    fn new(heap: *const Heap, direct: Option<usize>) -> ThreadCache {
+        ThreadCache {
+            heap,
+            cur: Cell::new(ptr::null_mut()),
+            direct: direct.map_or(NO_DIRECT, |d| d as u8),
+            avail: SlabQueue::new(),
+            full: SlabQueue::new(),
+        }
+    }
+
+    #[inline(always)]
+    fn heap(&self) -> &Heap {
+        // SAFETY: heaps are never freed.
+        unsafe { &*self.heap }
+    }
+
+    /// The slab to pop from (null when none).
+    #[inline(always)]
+    pub fn cur(&self) -> *mut Slab {
+        if self.direct == NO_DIRECT {
+            self.cur.get()
+        } else {
+            let s = self.heap().direct[self.direct as usize].get();
+            if s == empty_slab() {
+                ptr::null_mut()
+            } else {
+                s
+            }
+        }
+    }
+
+    #[inline]
+    fn set_cur(&self, s: *mut Slab) {
+        if self.direct == NO_DIRECT {
+            self.cur.set(s);
+        } else {
+            let v = if s.is_null() { empty_slab() } else { s };
+            self.heap().direct[self.direct as usize].set(v);
+        }
+    }
+
+    /// Slabs this thread cache owns (racy outside the owner; statistics and tests).
+    pub fn owned(&self) -> usize {
+        self.avail.len() + self.full.len() + usize::from(!self.cur().is_null())
+    }
+
+    /// Owner (busy section or heap lock): refills `cur` without touching any lock: the current
+    /// slab's local and remote lists or fresh objects, then the next available slab, then a few
+    /// full ones that received cross-thread frees. Pops one object, or null.
+    ///
+    /// # Safety
+    /// The caller owns the thread cache (its heap's owner in a busy section, or under its lock).
+    unsafe fn refill_local(&self, cache: &CacheInner) -> *mut u8 {
+        // SAFETY: every slab on our queues and `cur` is owned by us.
+        unsafe {
+            let s = self.cur();
+            if !s.is_null() {
+                let obj = refill_from(cache, &*s);
+                if !obj.is_null() {
+                    return obj;
+                }
+                self.set_cur(ptr::null_mut());
+                self.full.push_back(s, HeapQueue::Full);
+            }
+            loop {
+                let s = self.avail.pop_front();
+                if s.is_null() {
+                    break;
+                }
+                let obj = refill_from(cache, &*s);
+                if !obj.is_null() {
+                    self.set_cur(s);
+                    return obj;
+                }
+                self.full.push_back(s, HeapQueue::Full);
+            }
+            for _ in 0..FULL_SCAN.min(self.full.len()) {
+                let s = self.full.head();
+                self.full.remove(s);
+                if (*s).has_remote() {
+                    let obj = refill_from(cache, &*s);
+                    if !obj.is_null() {
+                        self.set_cur(s);
+                        return obj;
+                    }
+                }
+                self.full.push_back(s, HeapQueue::Full);
+            }
+        }
+        ptr::null_mut()
+    }
+
+    /// Owner or revoker (heap lock, busy seen false): gives every owned slab back to its part.
+    ///
+    /// # Safety
+    /// As described; no other thread touches this thread cache meanwhile.
+    unsafe fn release_all(&self, cache: &CacheInner) {
+        let cur = self.cur();
+        self.set_cur(ptr::null_mut());
+        // SAFETY: we act as the owner of every slab we release.
+        unsafe {
+            if !cur.is_null() {
+                release_owned(cache, &*cur);
+            }
+            loop {
+                let s = self.avail.pop_front();
+                if s.is_null() {
+                    break;
+                }
+                release_owned(cache, &*s);
+            }
+            loop {
+                let s = self.full.pop_front();
+                if s.is_null() {
+                    break;
+                }
+                release_owned(cache, &*s);
+            }
+        }
+    }
+}
+
+/// The direct-table index of `cache` if it is one of the default domain's kmalloc caches.
+fn direct_index(cache: &CacheInner) -> Option<usize> {
+    #[cfg(not(loom))]
+    {
+        crate::global::KMALLOC
+            .iter()
+            .position(|c| ptr::eq(c.load(std::sync::atomic::Ordering::Acquire), cache))
+    }
+    #[cfg(loom)]
+    {
+        let _ = cache;
+        None
+    }
+}
+
+// ---- a cache's thread-cache table -----------------------------------------------------------
+
+/// One chunk of a cache's thread-cache table.
+pub(crate) struct TcChunk {
+    pub slots: [AtomicPtr<ThreadCache>; TC_CHUNK],
+}
+
+/// The two-level table from heap id to thread cache (first level in metadata, chunks made on
+/// demand by the first heap of their range).
+pub(crate) struct TcTable {
+    l1: [AtomicPtr<TcChunk>; TC_L1],
+}
+
+impl TcTable {
+    /// Makes an empty table in metadata memory (null if out of memory).
+    pub fn make() -> *mut TcTable {
+        let p = crate::mem::meta_alloc(core::alloc::Layout::new::<TcTable>()).cast::<TcTable>();
+        if !p.is_null() {
+            // SAFETY: fresh metadata for one TcTable.
+            unsafe {
+                p.write(TcTable {
+                    l1: core::array::from_fn(|_| AtomicPtr::new(ptr::null_mut())),
+                })
+            };
+        }
+        p
+    }
+
+    #[inline(always)]
+    pub fn get(&self, id: usize) -> *mut ThreadCache {
+        let Some(l1) = self.l1.get(id / TC_CHUNK) else {
+            return ptr::null_mut();
+        };
+        let chunk = l1.load(Ordering::Acquire);
+        if chunk.is_null() {
+            return ptr::null_mut();
+        }
+        // SAFETY: chunks are never freed while the cache metadata lives; index < TC_CHUNK.
+        unsafe { (*chunk).slots[id % TC_CHUNK].load(Ordering::Acquire) }
+    }
+
+    /// Installs `tc` for heap `id` (only that heap's owner does this). False if out of memory.
+    fn install(&self, id: usize, tc: *mut ThreadCache) -> bool {
+        let Some(l1) = self.l1.get(id / TC_CHUNK) else {
+            return false;
+        };
+        let mut chunk = l1.load(Ordering::Acquire);
+        if chunk.is_null() {
+            let fresh =
+                crate::mem::meta_alloc(core::alloc::Layout::new::<TcChunk>()).cast::<TcChunk>();
+            if fresh.is_null() {
+                return false;
+            }
+            // SAFETY: fresh metadata for one TcChunk.
+            unsafe {
+                fresh.write(TcChunk {
+                    slots: core::array::from_fn(|_| AtomicPtr::new(ptr::null_mut())),
+                })
+            };
+            match l1.compare_exchange(ptr::null_mut(), fresh, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => chunk = fresh,
+                Err(winner) => {
+                    // SAFETY: ours, never published.
+                    unsafe {
+                        crate::mem::meta_free(fresh.cast(), core::alloc::Layout::new::<TcChunk>())
+                    };
+                    chunk = winner;
+                }
+            }
+        }
+        // SAFETY: as in get.
+        unsafe { (*chunk).slots[id % TC_CHUNK].store(tc, Ordering::Release) };
+        true
+    }
+
+    /// Every thread cache in the table.
+    pub fn iter(&self) -> impl Iterator<Item = *mut ThreadCache> + '_ {
+        self.l1.iter().flat_map(|l1| {
+            let chunk = l1.load(Ordering::Acquire);
+            let slots: &[AtomicPtr<ThreadCache>] = if chunk.is_null() {
+                &[]
+            } else {
+                // SAFETY: as in get.
+                unsafe { &(*chunk).slots }
+            };
+            slots
+                .iter()
+                .map(|p| p.load(Ordering::Acquire))
+                .filter(|p| !p.is_null())
+        })
+    }
+}
+
+impl CacheInner {
+    /// The thread cache of heap `id` (null if it has none yet).
+    #[inline(always)]
+    pub fn tc(&self, id: usize) -> *mut ThreadCache {
+        // SAFETY: the table lives as long as the cache metadata.
+        unsafe { (*self.tcs).get(id) }
+    }
+
+    /// The thread cache of `heap`, made on first use (null when out of memory).
+    pub(crate) fn tc_or_create(&self, heap: &Heap) -> *mut ThreadCache {
+        let tc = self.tc(heap.id);
+        if !tc.is_null() {
+            return tc;
+        }
+        let p =
+            crate::mem::meta_alloc(core::alloc::Layout::new::<ThreadCache>()).cast::<ThreadCache>();
+        if p.is_null() {
+            return p;
+        }
+        // SAFETY: fresh metadata for one ThreadCache; the table publishes it with Release.
+        unsafe {
+            p.write(ThreadCache::new(heap, direct_index(self)));
+            if !(*self.tcs).install(heap.id, p) {
+                crate::mem::meta_free(p.cast(), core::alloc::Layout::new::<ThreadCache>());
+                return ptr::null_mut();
+            }
+        }
+        p
+    }
+
+    /// Every thread cache of this cache (for revocation and statistics).
+    pub fn thread_caches(&self) -> impl Iterator<Item = &ThreadCache> + '_ {
+        // SAFETY: thread caches live as long as the cache metadata.
+        unsafe { (*self.tcs).iter().map(|p| &*p) }
+    }
+}
+
+// ---- the heap registry ----------------------------------------------------------------------
+
+#[cfg(not(loom))]
+mod registry {
+    use super::{Heap, MAX_HEAPS};
+    use crate::mem::RawLock;
+    use core::cell::UnsafeCell;
+    use core::ptr;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    struct State {
+        all: *mut Heap,
+        free: *mut Heap,
+        next_id: usize,
+    }
+
+    struct Reg {
+        lock: RawLock,
+        st: UnsafeCell<State>,
+    }
+    // SAFETY: `st` is only touched under `lock`.
+    unsafe impl Sync for Reg {}
+
+    static REG: Reg = Reg {
+        lock: RawLock::new(),
+        st: UnsafeCell::new(State {
+            all: ptr::null_mut(),
+            free: ptr::null_mut(),
+            next_id: 0,
+        }),
+    };
+    /// Heaps in use by live threads.
+    pub static LIVE: AtomicUsize = AtomicUsize::new(0);
+    static KEY: AtomicUsize = AtomicUsize::new(usize::MAX);
+
+    /// A heap for the calling thread: a recycled one, or a new one from metadata memory.
+    pub fn take() -> *mut Heap {
+        let Some(key) = exit_key() else {
+            return ptr::null_mut();
+        };
+        let g = REG.lock.guard();
+        // SAFETY: under the registry lock.
+        let st = unsafe { &mut *REG.st.get() };
+        let mut h = st.free;
+        if !h.is_null() {
+            // SAFETY: free-list members are valid heaps.
+            st.free = unsafe { (*h).next_free.get() };
+        } else if st.next_id < MAX_HEAPS {
+            let id = st.next_id;
+            let p = crate::mem::meta_alloc(core::alloc::Layout::new::<Heap>()).cast::<Heap>();
+            if !p.is_null() {
+                // SAFETY: fresh metadata for one heap.
+                unsafe {
+                    p.write(Heap::new(id, false));
+                    (*p).next_all.set(st.all);
+                }
+                st.all = p;
+                st.next_id += 1;
+                h = p;
+            }
+        }
+        drop(g);
+        if !h.is_null() {
+            LIVE.fetch_add(1, Ordering::Relaxed);
+            // SAFETY: valid key; a non-null value makes the destructor run at thread exit.
+            unsafe { libc::pthread_setspecific(key, h as *const libc::c_void) };
+        }
+        h
+    }
+
+    /// Puts an abandoned heap on the free list.
+    pub fn give_back(h: *mut Heap) {
+        let g = REG.lock.guard();
+        // SAFETY: under the registry lock; h is a valid heap no thread uses.
+        unsafe {
+            let st = &mut *REG.st.get();
+            (*h).next_free.set(st.free);
+            st.free = h;
+        }
+        drop(g);
+        LIVE.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Every heap ever made (heaps are never freed).
+    pub fn for_each(mut f: impl FnMut(&Heap)) {
+        // The list only grows at its head, and members are never freed: walking from a snapshot
+        // of the head without the lock is safe (the fork child walks it with the lock reset).
+        let g = REG.lock.guard();
+        // SAFETY: under the registry lock.
+        let mut h = unsafe { (*REG.st.get()).all };
+        drop(g);
+        while !h.is_null() {
+            // SAFETY: list members are valid heaps, never freed.
+            let r = unsafe { &*h };
+            f(r);
+            h = r.next_all.get();
+        }
+    }
+
+    pub fn lock_for_fork() {
+        REG.lock.lock();
+    }
+
+    /// # Safety
+    /// The calling thread took the lock with `lock_for_fork`.
+    pub unsafe fn unlock_after_fork() {
+        // SAFETY: caller contract.
+        unsafe { REG.lock.unlock() };
+    }
+
+    /// Fork child (single thread, registry locked by prepare): every heap but `keep` is free.
+    ///
+    /// # Safety
+    /// Single-threaded child; the registry lock is held by this thread.
+    pub unsafe fn keep_only_after_fork(keep: *mut Heap) {
+        // SAFETY: caller contract.
+        let st = unsafe { &mut *REG.st.get() };
+        st.free = ptr::null_mut();
+        let mut n = 0;
+        let mut h = st.all;
+        while !h.is_null() {
+            // SAFETY: valid heaps.
+            let r = unsafe { &*h };
+            if h != keep {
+                r.next_free.set(st.free);
+                st.free = h;
+            } else {
+                n += 1;
+            }
+            h = r.next_all.get();
+        }
+        LIVE.store(n, Ordering::Relaxed);
+    }
+
+    fn exit_key() -> Option<libc::pthread_key_t> {
+        let k = KEY.load(Ordering::Acquire);
+        if k != usize::MAX {
+            return Some(k as libc::pthread_key_t);
+        }
+        let mut key: libc::pthread_key_t = 0;
+        // SAFETY: key is a valid out-pointer; the destructor never unwinds.
+        if unsafe { libc::pthread_key_create(&mut key, Some(on_thread_exit)) } != 0 {
+            return None;
+        }
+        match KEY.compare_exchange(
+            usize::MAX,
+            key as usize,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        ) {
+            Ok(_) => Some(key),
+            Err(winner) => {
+                // SAFETY: our key was never handed out.
+                unsafe { libc::pthread_key_delete(key) };
+                Some(winner as libc::pthread_key_t)
+            }
+        }
+    }
+
+    pub fn clear_key() {
+        if let Some(key) = exit_key() {
+            // SAFETY: valid key; clearing the value cancels the exit destructor.
+            unsafe { libc::pthread_setspecific(key, ptr::null()) };
+        }
+    }
+
+    extern "C" fn on_thread_exit(value: *mut libc::c_void) {
+        let h = value.cast::<Heap>();
+        if h.is_null() {
+            return;
+        }
+        // Later TLS destructors may still allocate: they go through the exited stand-in (the
+        // locked direct path) from now on.
+        super::abandon(h);
+    }
+}
+
+/// The stand-in heap of exited threads (always revoked: every call takes the slow path, which
+/// serves it from the part lists directly).
+#[cfg(not(loom))]
+static EXITED: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+
+#[cfg(not(loom))]
+fn exited_heap() -> *mut Heap {
+    *EXITED.get_or_init(|| {
+        let p = crate::mem::meta_alloc(core::alloc::Layout::new::<Heap>()).cast::<Heap>();
+        if !p.is_null() {
+            // SAFETY: fresh metadata for one heap, never freed.
+            unsafe { p.write(Heap::new(usize::MAX, true)) };
+        }
+        p as usize
+    }) as *mut Heap
+}
+
+/// Thread exit (or the test hook): gives back every slab the heap owns, in every domain, in one
+/// pass, and recycles the heap.
+#[cfg(not(loom))]
+fn abandon(h: *mut Heap) {
+    crate::tls::set(exited_heap());
+    // SAFETY: heaps are never freed; the exiting thread owned it.
+    let heap = unsafe { &*h };
+    crate::domain::flush_heap_everywhere(heap);
+    registry::give_back(h);
+}
+
+#[cfg(loom)]
+mod registry {
+    use super::Heap;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    loom::lazy_static! {
+        static ref NEXT: AtomicUsize = AtomicUsize::new(0);
+    }
+
+    /// Under loom every model thread gets a fresh heap per execution (no exit handling).
+    pub fn take() -> *mut Heap {
+        let id = NEXT.fetch_add(1, Ordering::Relaxed);
+        if id >= super::MAX_HEAPS {
+            return core::ptr::null_mut();
+        }
+        let p = crate::mem::meta_alloc(core::alloc::Layout::new::<Heap>()).cast::<Heap>();
+        if !p.is_null() {
+            // SAFETY: fresh metadata for one heap.
+            unsafe { p.write(Heap::new(id, false)) };
+        }
+        p
+    }
+
+    pub fn live() -> usize {
+        NEXT.load(Ordering::Relaxed)
+    }
+}
+
+/// The calling thread's heap, made on first use. `None` when there is none (out of heap ids or
+/// memory, or the thread is exiting).
+#[inline]
+fn heap_or_create() -> Option<&'static Heap> {
+    let mut h = crate::tls::get();
+    if h.is_null() {
+        h = registry::take();
+        if h.is_null() {
+            return None;
+        }
+        crate::tls::set(h);
+    }
+    // SAFETY: heaps are never freed.
+    let heap = unsafe { &*h };
+    (!heap.exited).then_some(heap)
+}
+
+/// Simulates the calling thread's exit (tests): its slabs go back and its heap is recycled; the
+/// thread gets a new heap on its next allocation.
+pub fn exit_thread_now() {
+    #[cfg(not(loom))]
+    {
+        let h = crate::tls::get();
+        if !h.is_null() && h != exited_heap() {
+            abandon(h);
+            registry::clear_key();
+        }
+        crate::tls::set(ptr::null_mut());
+    }
+}
+
+/// Heaps in use by live threads.
+pub fn heaps_in_use() -> usize {
+    #[cfg(not(loom))]
+    {
+        registry::LIVE.load(std::sync::atomic::Ordering::Relaxed)
+    }
+    #[cfg(loom)]
+    {
+        registry::live()
+    }
+}
+
+#[cfg(not(loom))]
+pub(crate) use registry::{
+    for_each as for_each_heap, keep_only_after_fork as keep_heap_after_fork,
+    lock_for_fork as lock_heaps_for_fork, unlock_after_fork as unlock_heaps_after_fork,
+};
+
+/// Fork child: a vanished thread's heap becomes a fresh one for the next thread that takes it.
+///
+/// # Safety
+/// Single-threaded child; `h` is not the forking thread's heap; no reference to its lock is live.
+#[cfg(not(loom))]
+pub(crate) unsafe fn reset_after_fork(h: &Heap) {
+    if hotslab_hotplug::sync::try_lock(&h.lock).is_none() {
+        // Held by a thread that is gone: nobody can unlock it; make a new one in place.
+        // SAFETY: h is in metadata memory we may write; no guard of the old lock exists in this
+        // process, no other thread runs.
+        unsafe { ptr::addr_of!(h.lock).cast_mut().write(Mutex::new(())) };
+    }
+    h.busy.store(false, Ordering::Relaxed);
+    h.revoked.store(false, Ordering::Relaxed);
+    h.depth.set(0);
+    for d in &h.direct {
+        d.set(empty_slab());
+    }
+}
+
+/// Fork child: forgets a vanished heap's slabs in `tc` (the part lists were fixed already).
+///
+/// # Safety
+/// Single-threaded child; `tc`'s heap is gone.
+#[cfg(not(loom))]
+pub(crate) unsafe fn forget_after_fork(tc: &ThreadCache) {
+    tc.cur.set(ptr::null_mut());
+    for q in [&tc.avail, &tc.full] {
+        q.head.set(ptr::null_mut());
+        q.tail.set(ptr::null_mut());
+        q.len.set(0);
+    }
+}
+
+/// Whether the (vanished) heap `h` was idle at a fork: outside its fast path and its slow path.
+#[cfg(not(loom))]
+pub(crate) fn idle_at_fork(h: &Heap) -> bool {
+    !h.busy.load(Ordering::Acquire) && hotslab_hotplug::sync::try_lock(&h.lock).is_some()
+}
+
+/// The calling thread's heap pointer (the fork child keeps it).
+#[cfg(not(loom))]
+pub(crate) fn caller_heap() -> *mut Heap {
+    crate::tls::get()
+}
+
+// ---- fast paths -----------------------------------------------------------------------------
+
+/// Allocates one object of a default-domain kmalloc class: the `SlabAlloc` and C ABI fast path
+/// (one TLS load, the direct table, the slab's pop list). Null means: take [`kmalloc_slow`].
+#[inline(always)]
+pub(crate) fn kmalloc_fast(cls: usize) -> *mut u8 {
+    let h = crate::tls::get();
+    if !h.is_null() {
+        // SAFETY: heaps are never freed.
+        let heap = unsafe { &*h };
+        heap.busy.store(true, Ordering::Relaxed);
+        light_barrier();
+        if !heap.revoked.load(Ordering::Relaxed) {
+            // SAFETY: cls < NDIRECT (the caller's class); the entry is our slab or EMPTY_SLAB,
+            // and we are not revoked: we own it (module docs).
+            let obj = unsafe { (*heap.direct.get_unchecked(cls).get()).pop() };
+            heap.busy.store(false, Ordering::Release);
+            return obj;
+        }
+        heap.busy.store(false, Ordering::Release);
+    }
+    ptr::null_mut()
+}
+
+/// Allocates one object of `cache` (no node preference). Null when out of memory or the cache is
+/// dead.
+#[inline(always)]
+pub(crate) fn alloc(cache: &CacheInner) -> *mut u8 {
+    let h = crate::tls::get();
+    if !h.is_null() {
+        // SAFETY: heaps are never freed.
+        let heap = unsafe { &*h };
+        let tc = cache.tc(heap.id);
+        if !tc.is_null() {
+            // SAFETY: thread caches live as long as their cache metadata.
+            let tc = unsafe { &*tc };
+            heap.busy.store(true, Ordering::Relaxed);
+            light_barrier();
+            if !heap.revoked.load(Ordering::Relaxed) {
+                let s = tc.cur();
+                if !s.is_null() {
+                    // SAFETY: `s` is our current slab and we are not revoked: we own it.
+                    let obj = unsafe { (*s).pop() };
+                    if !obj.is_null() {
+                        heap.busy.store(false, Ordering::Release);
+                        return obj;
+                    }
+                }
+            }
+            heap.busy.store(false, Ordering::Release);
+        }
+    }
+    alloc_slow(cache, None)
+}
+
+/// Allocates one object on node `nid` (falling back by distance when the node cannot serve).
+pub(crate) fn alloc_node(cache: &CacheInner, nid: NodeId) -> *mut u8 {
+    alloc_slow(cache, Some(nid))
+}
+
+/// Frees `obj`, an allocated object of slab `s`.
+///
+/// # Safety
+/// `obj` was returned by an alloc of `s`'s cache, is an object start of `s`, and is not freed
+/// yet.
+#[inline(always)]
+pub(crate) unsafe fn free(s: &Slab, obj: *mut u8) {
+    let h = crate::tls::get();
+    if !h.is_null() {
+        // SAFETY: heaps are never freed.
+        let heap = unsafe { &*h };
+        heap.busy.store(true, Ordering::Relaxed);
+        light_barrier();
+        if !heap.revoked.load(Ordering::Relaxed) && s.owner.load(Ordering::Relaxed) == h as usize {
+            // SAFETY: s is owned by our heap and we are not revoked: its private lists are ours.
+            let r = unsafe { s.push_local(obj) };
+            if r != AfterFree::Done {
+                // SAFETY: still inside the busy section, as the owner.
+                unsafe { after_local_free(s, r) };
+            }
+            heap.busy.store(false, Ordering::Release);
+            return;
+        }
+        heap.busy.store(false, Ordering::Release);
+    }
+    // SAFETY: forwarded from the caller.
+    unsafe { free_remote(s, obj) }
+}
+
+/// A free into a slab the caller's heap does not own.
+///
+/// # Safety
+/// As for [`free`].
+#[inline]
+unsafe fn free_remote(s: &Slab, obj: *mut u8) {
+    if s.dbg.flags != 0 {
+        // A debug slab is never owned by a heap, so its frees all arrive here.
+        // SAFETY: forwarded from the caller.
+        return unsafe { crate::debug::free_checked(s, obj) };
+    }
+    // SAFETY: forwarded from the caller.
+    unsafe { s.push_remote(obj) }
+}
+
+/// A local free made a full slab usable again, or emptied a slab that is not the current one.
+///
+/// # Safety
+/// The caller is the owner, inside a busy section (so no revoker touches the thread cache).
+#[cold]
+#[inline(never)]
+unsafe fn after_local_free(s: &Slab, r: AfterFree) {
+    // SAFETY: owned slabs name their (live) thread cache.
+    let tc = unsafe { &*(s.tc.load(Ordering::Relaxed) as *const ThreadCache) };
+    let sp = s as *const Slab as *mut Slab;
+    match r {
+        AfterFree::Unfull => {
+            // SAFETY: s is on our full queue.
+            unsafe {
+                tc.full.remove(sp);
+                tc.avail.push_back(sp, HeapQueue::Avail);
+            }
+        }
+        AfterFree::Empty if s.queue.get() == HeapQueue::Avail && tc.avail.len() > 1 => {
+            // An empty slab beyond the current one and one spare: back to the part (taking its
+            // list lock inside the busy section is safe: its holders never wait for a heap).
+            // SAFETY: s is on our avail queue, owned by us.
+            unsafe {
+                tc.avail.remove(sp);
+                release_owned(&*s.cache, s);
+            }
+        }
+        _ => {}
+    }
+}
+
+// ---- slow paths ------------------------------------------------------------------------------
+
+/// The default-domain kmalloc slow path for class `cls` (null if the domain is not built).
+#[cold]
+pub(crate) fn kmalloc_slow(cls: usize) -> *mut u8 {
+    #[cfg(not(loom))]
+    {
+        let c = crate::global::KMALLOC[cls].load(std::sync::atomic::Ordering::Acquire);
+        if c.is_null() {
+            return ptr::null_mut();
+        }
+        // SAFETY: the default domain's caches live for the whole process.
+        alloc_slow(unsafe { &*c }, None)
+    }
+    #[cfg(loom)]
+    {
+        let _ = cls;
+        ptr::null_mut()
+    }
+}
+
+#[cold]
+fn alloc_slow(cache: &CacheInner, want: Option<NodeId>) -> *mut u8 {
+    if cache.debug_on() {
+        // Debug slabs are never owned by a heap: every allocation comes back here.
+        return crate::debug::alloc(cache, want);
+    }
+    let Some(heap) = heap_or_create() else {
+        return alloc_direct(cache, want);
+    };
+    let tc = cache.tc_or_create(heap);
+    if tc.is_null() {
+        return alloc_direct(cache, want);
+    }
+    // SAFETY: thread caches live as long as their cache metadata.
+    let tc = unsafe { &*tc };
+    // 1. Without a lock: the owned slabs (constructor caches refill under the lock, below, so
+    //    that a constructor never runs inside a busy section).
+    if want.is_none() && cache.ctor.is_none() {
+        heap.busy.store(true, Ordering::Relaxed);
+        light_barrier();
+        if !heap.revoked.load(Ordering::Relaxed) {
+            // SAFETY: owner in a busy section, not revoked.
+            let obj = unsafe { tc.refill_local(cache) };
+            heap.busy.store(false, Ordering::Release);
+            if !obj.is_null() {
+                return obj;
+            }
+        } else {
+            heap.busy.store(false, Ordering::Release);
+        }
+    }
+    // 2. Under the heap's lock: revocations are over; fetch slabs from node parts.
+    let _g = heap.lock_owner();
+    if heap.revoked.load(Ordering::Acquire) {
+        // Every revoker held the lock for its whole run: they are done.
+        heap.revoked.store(false, Ordering::Relaxed);
+    }
+    if cache.is_dead() {
+        return ptr::null_mut();
+    }
+    // SAFETY: we hold the heap's lock: we own the thread cache.
+    unsafe { locked_refill(cache, heap, tc, want) }
+}
+
+/// The owner's refill under its heap's lock.
+///
+/// # Safety
+/// The caller holds `heap.lock` as the owner of `tc`.
+unsafe fn locked_refill(
+    cache: &CacheInner,
+    heap: &Heap,
+    tc: &ThreadCache,
+    want: Option<NodeId>,
+) -> *mut u8 {
+    // SAFETY (whole body): we own every slab on tc's queues and its cur.
+    unsafe {
+        let cur = tc.cur();
+        if !cur.is_null() {
+            let s = &*cur;
+            let part = &*s.part;
+            if want.is_some_and(|n| n != s.node) || !part.accepts_new_slabs() {
+                tc.set_cur(ptr::null_mut());
+                if part.accepts_new_slabs() {
+                    tc.avail.push_back(cur, HeapQueue::Avail);
+                } else {
+                    release_owned(cache, s);
+                }
+            }
+        }
+        if let Some(n) = want {
+            // A slab of node n we own already?
+            let mut s = tc.avail.head();
+            while !s.is_null() {
+                let next = (*s).hnext.get();
+                if (*s).node == n && (*(*s).part).accepts_new_slabs() {
+                    tc.avail.remove(s);
+                    let old = tc.cur();
+                    if !old.is_null() {
+                        tc.avail.push_back(old, HeapQueue::Avail);
+                    }
+                    tc.set_cur(s);
+                    break;
+                }
+                s = next;
+            }
+            let cur = tc.cur();
+            if !cur.is_null() && (*cur).node == n {
+                let obj = refill_from(cache, &*cur);
+                if !obj.is_null() {
+                    return obj;
+                }
+            }
+        } else {
+            let obj = tc.refill_local(cache);
+            if !obj.is_null() {
+                return obj;
+            }
+        }
+        // Too many full slabs: the oldest go back to their parts (their later frees are remote).
+        while tc.full.len() > FULL_KEEP {
+            let s = tc.full.pop_front();
+            release_owned(cache, &*s);
+        }
+        let start = want.unwrap_or_else(|| cache.domain().local_node());
+        let mut order = [NodeId::new(0); 64];
+        let n = cache.domain().fallback(start, &mut order);
+        for &nid in &order[..n] {
+            let Some(part) = cache.part_for_alloc(nid) else {
+                continue;
+            };
+            let mut got = [ptr::null_mut::<Slab>(); ACQUIRE_BATCH];
+            let k = acquire(cache, part, heap, tc, &mut got);
+            if k == 0 {
+                continue;
+            }
+            let old = tc.cur();
+            if !old.is_null() {
+                tc.avail.push_back(old, HeapQueue::Avail);
+            }
+            tc.set_cur(got[0]);
+            for &s in &got[1..k] {
+                tc.avail.push_back(s, HeapQueue::Avail);
+            }
+            let obj = refill_from(cache, &*got[0]);
+            if !obj.is_null() {
+                return obj;
+            }
+        }
+    }
+    ptr::null_mut()
+}
+
+/// Owner: the slab's pop list, its local and remote lists, or fresh objects; pops one.
+///
+/// # Safety
+/// The caller owns `s`.
+#[inline]
+unsafe fn refill_from(cache: &CacheInner, s: &Slab) -> *mut u8 {
+    // SAFETY: owner.
+    unsafe {
+        let obj = s.pop();
+        if !obj.is_null() {
+            return obj;
+        }
+        if !s.refill() && s.bump.get() < s.capacity {
+            let batch = CARVE_BATCH.max(4096 / s.stride);
+            s.carve(batch, cache.ctor);
+        }
+        s.pop()
+    }
+}
+
+/// Takes up to `out.len()` slabs of `part` for `tc`: partial ones (abandoned slabs of exited
+/// threads among them), else one empty, full-with-remote-frees or new slab. Returns how many.
+///
+/// # Safety
+/// `part` belongs to `cache`; the caller holds `heap.lock` as the owner of `tc`.
+unsafe fn acquire(
+    cache: &CacheInner,
+    part: &NodePart,
+    heap: &Heap,
+    tc: &ThreadCache,
+    out: &mut [*mut Slab],
+) -> usize {
+    let mut lists = part.lock();
+    if !part.accepts_new_slabs() {
+        return 0;
+    }
+    if part.take_reap() {
+        cache.reap(part, &mut lists);
+    }
+    let mut n = 0;
+    while n < out.len() {
+        let s = lists.partial.head();
+        if s.is_null() {
+            break;
+        }
+        out[n] = s;
+        n += 1;
+        // SAFETY: s rests on the partial list; we hold the lock.
+        unsafe { own(&mut lists, s, heap, tc) };
+    }
+    if n > 0 {
+        return n;
+    }
+    let mut pick = lists.empty.head();
+    if pick.is_null() {
+        // Rotate through full slabs looking for remote frees.
+        for _ in 0..core::cmp::min(PART_FULL_SCAN, lists.full.len) {
+            let s = lists.full.head();
+            // SAFETY: s is on the full list, under the lock.
+            unsafe {
+                lists.full.remove(s);
+                lists.full.push_back(s);
+                if (*s).has_remote() {
+                    pick = s;
+                    break;
+                }
+            }
+        }
+    }
+    if pick.is_null() {
+        match cache.new_slab(part, &mut lists) {
+            Some(s) => pick = s,
+            None => return 0,
+        }
+    }
+    out[0] = pick;
+    // SAFETY: pick is a resting slab of this part on the list its field names.
+    unsafe { own(&mut lists, pick, heap, tc) };
+    1
+}
+
+/// Makes resting slab `s` owned by `heap`/`tc` (part lock held).
+///
+/// # Safety
+/// `s` rests in the part whose lists these are, on the list its `list` field names.
+unsafe fn own(lists: &mut crate::node::PartLists, s: *mut Slab, heap: &Heap, tc: &ThreadCache) {
+    // SAFETY: forwarded.
+    unsafe {
+        lists.take(s);
+        (*s).tc
+            .store(tc as *const ThreadCache as usize, Ordering::Relaxed);
+        (*s).owner
+            .store(heap as *const Heap as usize, Ordering::Relaxed);
+        lists.put(s, ListKind::Owned);
+    }
+}
+
+/// Gives an owned slab (on no heap queue) back to its part, classifying it; frees it if it is
+/// empty and the part has enough empty slabs or is draining.
+///
+/// # Safety
+/// The caller owns `s` (as its heap's owner, or as a revoker holding the heap's lock).
+pub(crate) unsafe fn release_owned(cache: &CacheInner, s: &Slab) {
+    // SAFETY: s.part outlives s.
+    let part = unsafe { &*s.part };
+    let mut lists = part.lock();
+    let sp = s as *const Slab as *mut Slab;
+    s.queue.set(HeapQueue::None);
+    // SAFETY: s is on the owned list of this part; we hold the lock.
+    unsafe {
+        lists.take(sp);
+        s.owner.store(0, Ordering::Release);
+        s.tc.store(0, Ordering::Relaxed);
+        s.collect_remote();
+    }
+    cache.settle(part, &mut lists, sp);
+    if part.take_reap() {
+        cache.reap(part, &mut lists);
+    }
+}
+
+/// A thread without a heap (exiting, or out of heap ids): allocate straight from a resting slab
+/// under the part's list lock.
+fn alloc_direct(cache: &CacheInner, want: Option<NodeId>) -> *mut u8 {
+    if cache.is_dead() {
+        return ptr::null_mut();
+    }
+    if cache.debug_on() {
+        return crate::debug::alloc(cache, want);
+    }
+    let start = want.unwrap_or_else(|| cache.domain().local_node());
+    let mut order = [NodeId::new(0); 64];
+    let n = cache.domain().fallback(start, &mut order);
+    for &nid in &order[..n] {
+        let Some(part) = cache.part_for_alloc(nid) else {
+            continue;
+        };
+        let mut lists = part.lock();
+        if !part.accepts_new_slabs() {
+            continue;
+        }
+        let mut s = lists.partial.head();
+        if s.is_null() {
+            s = lists.empty.head();
+        }
+        if s.is_null() {
+            match cache.new_slab(part, &mut lists) {
+                Some(n) => s = n,
+                None => continue,
+            }
+        }
+        // SAFETY: s rests in this part and we hold its lock, so we act as its owner.
+        let obj = unsafe { refill_from(cache, &*s) };
+        if obj.is_null() {
+            continue;
+        }
+        // SAFETY: s is on the list its field names.
+        unsafe { lists.take(s) };
+        cache.settle(part, &mut lists, s);
+        return obj;
+    }
+    ptr::null_mut()
+}
+
+/// Takes every slab of `tc` back (destroy, offline, debug switch). Returns once the owner can no
+/// longer touch them. Call with no part lock held (the owner's slow path may be waiting for one).
+pub(crate) fn revoke(cache: &CacheInner, tc: &ThreadCache) {
+    let heap = tc.heap();
+    // Flag and wait *under* the heap's lock: the owner's slow path clears `revoked` (and may
+    // install new slabs) only under that lock. The owner's fast path never takes the lock, so
+    // the wait below still ends.
+    let _g = lock(&heap.lock);
+    heap.revoked.store(true, Ordering::SeqCst);
+    heavy_barrier();
+    while heap.busy.load(Ordering::Acquire) {
+        spin_wait();
+    }
+    // SAFETY: the owner is outside its fast path, blocked out of its slow path by the lock, and
+    // will see `revoked` first thing: we own its slabs.
+    unsafe { tc.release_all(cache) };
+}
+
+#[cfg_attr(loom, allow(dead_code))]
+/// Thread exit: gives back `heap`'s slabs of `cache` (the thread cache stays, for the next thread
+/// that takes the heap).
+pub(crate) fn flush_heap(cache: &CacheInner, heap: &Heap) {
+    let tc = cache.tc(heap.id);
+    if tc.is_null() {
+        return;
+    }
+    // SAFETY: thread caches live as long as the cache metadata.
+    let tc = unsafe { &*tc };
+    let _g = lock(&heap.lock);
+    // SAFETY: the exiting thread owned the thread cache; revokers are excluded by the lock.
+    unsafe { tc.release_all(cache) };
+}
