@@ -75,6 +75,7 @@ mod slab;
 mod stats;
 mod sync;
 mod thread;
+mod trim;
 
 pub use cache::{
     CacheConfig, CacheError, CacheFlags, CacheStats, KmemCache, CACHE_LINE, MAX_ALIGN,
@@ -83,7 +84,7 @@ pub use cache::{
 pub use debug::{DebugFlags, POISON_END, POISON_FREE, RED_ACTIVE, RED_INACTIVE};
 pub use domain::{DomainConfig, InvariantReport, LockingMode, SlabDomain, Violations};
 #[cfg(not(loom))]
-pub use fork::{fork_stats, ForkStats};
+pub use fork::{fork_stats, install_fork_handlers, ForkStats};
 pub use global::{default_domain, SlabAlloc};
 pub use hotslab_hotplug as hotplug_api;
 pub use hotslab_numa as numa;
@@ -95,3 +96,4 @@ pub use node::PartState;
 pub use report::{print_slabinfo, SLABINFO_HEADER};
 pub use stats::SlabInfoRow;
 pub use thread::{exit_thread_now, slots_in_use as thread_slots_in_use};
+pub use trim::{for_each_kmalloc_cache, heap_stats, large_object_containing, trim, HeapStats};
