@@ -11,12 +11,29 @@
  * posix_memalign returns EINVAL for an alignment that is not a power of two multiple of
  * sizeof(void *); aligned_alloc sets EINVAL for one that is not a power of two; memalign rounds
  * the alignment up to a power of two. Blocks above 8 bytes are 16-byte aligned. Freeing a
- * pointer hotslab never handed out prints a message and aborts.
+ * pointer hotslab never handed out (or an interior pointer) prints a message and aborts.
+ *
+ * errno is left alone by every call that succeeds (and by free); a failure sets ENOMEM (or
+ * EINVAL where glibc does). A request larger than physical RAM plus swap (sysinfo(2), read
+ * once) cannot ever be backed and fails with ENOMEM at once (realloc leaves the block intact).
+ *
+ * Also exported, as glibc: __libc_malloc, __libc_free, __libc_calloc, __libc_realloc,
+ * __libc_memalign, __libc_valloc, __libc_pvalloc, cfree; malloc_trim (gives back every empty
+ * slab and cached large mapping; 1 if memory was released, else 0); mallinfo2/mallinfo
+ * (arena = bytes of slabs, uordblks = bytes of slab slots in use, fordblks = arena - uordblks,
+ * ordblks = free slots, hblks/hblkhd = live large objects and their mapped bytes, keepcost =
+ * cached large mappings, the rest 0); mallopt (glibc's parameters accepted and ignored: 1; an
+ * unknown one: 0); malloc_stats (glibc's summary and the slabinfo table on stderr);
+ * malloc_info (glibc's XML; options must be 0). And the C++ operators new/new[]/delete/
+ * delete[] in all their forms (sized, nothrow, align_val_t), under their Itanium-ABI names:
+ * a failing throwing new calls the new-handler and throws std::bad_alloc (aborting with
+ * "hotslab: operator new: out of memory" if libstdc++ is not loaded).
  *
  * Environment (read once, when the allocator starts):
  *   HOTSLAB_MODE=onlinemems|legacy|slabnodes   locking mode of the default domain
  *   HOTSLAB_NODES=n                            simulated topology of n nodes over the real ones
  *   HOTSLAB_STATS=1 | /absolute/path           slabinfo table at exit (stderr, or appended)
+ *   HOTSLAB_DEBUG=1 | letters ZPH              debug mode of the kmalloc caches
  */
 #ifndef HOTSLAB_H
 #define HOTSLAB_H
@@ -40,6 +57,9 @@ void *hs_pvalloc(size_t size);
 size_t hs_malloc_usable_size(void *p);
 void hs_free_sized(void *p, size_t size);
 void hs_free_aligned_sized(void *p, size_t align, size_t size);
+
+/* malloc_trim: returns 1 if memory was released, 0 otherwise (pad is ignored). */
+int hs_malloc_trim(size_t pad);
 
 /* Writes the slabinfo table (what HOTSLAB_STATS prints at exit) to fd without allocating.
  * Returns 0 on success, -1 otherwise. */

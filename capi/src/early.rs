@@ -29,11 +29,13 @@ fn base() -> usize {
 /// is exhausted.
 pub fn alloc(size: usize, align: usize) -> *mut u8 {
     let align = align.max(HEADER);
+    let base = base();
     let mut cur = USED.load(Ordering::Relaxed);
     loop {
-        let Some(start) = (cur + HEADER)
+        // Align the address, not the offset: the arena itself is only 4096-aligned.
+        let Some(start) = (base + cur + HEADER)
             .checked_add(align - 1)
-            .map(|s| s & !(align - 1))
+            .map(|a| (a & !(align - 1)) - base)
         else {
             return ptr::null_mut();
         };

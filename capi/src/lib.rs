@@ -11,15 +11,29 @@
 //!
 //! Alignment: blocks above 8 bytes are 16-byte aligned (as glibc's on x86-64, which compilers
 //! assume); smaller ones are 8-byte aligned.
+//!
+//! `errno`: every call saves it on entry and puts it back when it succeeds (hotslab's slow paths
+//! make system calls that may fail harmlessly: mbind, mremap, sysfs reads); a failing call sets
+//! `ENOMEM` (or `EINVAL` where glibc does) and nothing else. `free` never changes it.
+//!
+//! Huge requests: a size above what the machine could ever back — physical RAM plus swap, read
+//! once with `sysinfo(2)` — fails with `ENOMEM` at once (see [`huge_limit`]). The large tier maps
+//! with `MAP_NORESERVE`, so without this rule `malloc(32 TiB)` would "succeed"; glibc refuses
+//! such a request because its plain mmap fails under the kernel's overcommit heuristic.
+//!
+//! Also here: glibc's extra surface (`glibc.rs`: `__libc_*`, `cfree`, `malloc_trim`,
+//! `mallinfo2`, `mallopt`, `malloc_stats`, `malloc_info`) and the C++ operators (`cxx.rs`).
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
+mod cxx;
 mod early;
+mod glibc;
 
 use core::alloc::{GlobalAlloc, Layout};
 use core::ffi::{c_int, c_void};
 use core::ptr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use hs::SlabAlloc;
 
@@ -29,14 +43,93 @@ static READY: AtomicBool = AtomicBool::new(false);
 
 const MIN_ALIGN: usize = 16;
 
+/// Registers the fork handlers when the library is loaded (before `main`, before any thread
+/// exists), not at the first malloc: a fork in the middle of building the default domain then
+/// finds them in place, and they run after (prepare) / before (child) those of libraries that
+/// register later.
+#[used]
+#[link_section = ".init_array"]
+static INIT: extern "C" fn() = init;
+
+extern "C" fn init() {
+    hs::install_fork_handlers();
+}
+
 #[inline(always)]
-fn set_errno(e: c_int) {
-    // SAFETY: __errno_location returns the calling thread's errno slot.
-    unsafe { *libc::__errno_location() = e };
+fn errno_slot() -> *mut c_int {
+    // SAFETY: __errno_location has no preconditions; it returns the calling thread's errno slot.
+    unsafe { libc::__errno_location() }
+}
+
+#[inline(always)]
+pub(crate) fn set_errno(e: c_int) {
+    // SAFETY: the calling thread's errno slot.
+    unsafe { *errno_slot() = e };
+}
+
+/// Runs an allocating call keeping `errno`: on success (non-null) it is put back as it was on
+/// entry; on failure it keeps what the failure path set (`ENOMEM` or `EINVAL`).
+#[inline(always)]
+fn keep_errno(f: impl FnOnce() -> *mut c_void) -> *mut c_void {
+    let slot = errno_slot();
+    // SAFETY: the calling thread's errno slot.
+    let saved = unsafe { *slot };
+    let p = f();
+    if !p.is_null() {
+        // SAFETY: as above.
+        unsafe { *slot = saved };
+    }
+    p
+}
+
+/// Runs `f` and puts `errno` back as it was, whatever happened (`free`, `posix_memalign`).
+#[inline(always)]
+pub(crate) fn restore_errno<R>(f: impl FnOnce() -> R) -> R {
+    let slot = errno_slot();
+    // SAFETY: the calling thread's errno slot.
+    let saved = unsafe { *slot };
+    let r = f();
+    // SAFETY: as above.
+    unsafe { *slot = saved };
+    r
+}
+
+static HUGE_LIMIT: AtomicUsize = AtomicUsize::new(0);
+
+/// The largest request served: physical RAM plus swap (`sysinfo(2)`, read once), at most 2^47
+/// (the user address space of x86-64); 2^47 if `sysinfo` fails. No request above it could ever
+/// be backed, so it fails with `ENOMEM` as glibc's does, instead of returning an address range
+/// that faults later.
+#[inline]
+pub fn huge_limit() -> usize {
+    match HUGE_LIMIT.load(Ordering::Relaxed) {
+        0 => huge_limit_slow(),
+        l => l,
+    }
 }
 
 #[cold]
-fn die(msg: &[u8]) -> ! {
+fn huge_limit_slow() -> usize {
+    const ASPACE: usize = 1 << 47;
+    // SAFETY: sysinfo only writes the struct we pass; all-zero is a valid value for it.
+    let mut si: libc::sysinfo = unsafe { core::mem::zeroed() };
+    // SAFETY: si is a valid, writable struct sysinfo.
+    let rc = restore_errno(|| unsafe { libc::sysinfo(&mut si) });
+    let limit = if rc == 0 {
+        let unit = (si.mem_unit as usize).max(1);
+        (si.totalram as usize)
+            .saturating_add(si.totalswap as usize)
+            .saturating_mul(unit)
+            .clamp(hs::KMALLOC_MAX, ASPACE)
+    } else {
+        ASPACE
+    };
+    HUGE_LIMIT.store(limit, Ordering::Relaxed);
+    limit
+}
+
+#[cold]
+pub(crate) fn die(msg: &[u8]) -> ! {
     // SAFETY: writes a static message to stderr, then aborts without unwinding.
     unsafe {
         libc::write(2, msg.as_ptr().cast(), msg.len());
@@ -49,6 +142,9 @@ fn die(msg: &[u8]) -> ! {
 /// the size cannot be represented.
 #[inline(always)]
 fn layout(size: usize, align: usize) -> Option<Layout> {
+    if size > hs::KMALLOC_MAX && size > huge_limit() {
+        return None;
+    }
     let min = if size <= 8 { 8 } else { MIN_ALIGN };
     let align = if align > min { align } else { min };
     let round = if align < MIN_ALIGN { align } else { MIN_ALIGN };
@@ -104,7 +200,7 @@ fn alloc_or_enomem(l: Option<Layout>, zeroed: bool) -> *mut c_void {
 /// Always safe to call; the result is memory the caller owns.
 #[no_mangle]
 pub unsafe extern "C" fn hs_malloc(size: usize) -> *mut c_void {
-    alloc_or_enomem(layout(size, 1), false)
+    keep_errno(|| alloc_or_enomem(layout(size, 1), false))
 }
 
 /// `free`: null is a no-op; anything else must come from this allocator.
@@ -119,7 +215,7 @@ pub unsafe extern "C" fn hs_free(p: *mut c_void) {
     }
     // SAFETY: p is ours (caller contract). A pointer hotslab never handed out, an interior
     // pointer or a double free is reported and aborts there.
-    unsafe { A.free_checked(p) }
+    restore_errno(|| unsafe { A.free_checked(p) })
 }
 
 /// `calloc`: `n * size` zeroed bytes; null with `errno = ENOMEM` on overflow or exhaustion.
@@ -128,13 +224,13 @@ pub unsafe extern "C" fn hs_free(p: *mut c_void) {
 /// Always safe to call.
 #[no_mangle]
 pub unsafe extern "C" fn hs_calloc(n: usize, size: usize) -> *mut c_void {
-    match n.checked_mul(size) {
+    keep_errno(|| match n.checked_mul(size) {
         Some(total) => alloc_or_enomem(layout(total, 1), true),
         None => {
             set_errno(libc::ENOMEM);
             ptr::null_mut()
         }
-    }
+    })
 }
 
 /// `realloc` with glibc's semantics: a null `p` allocates; size 0 frees `p` and returns null;
@@ -154,6 +250,13 @@ pub unsafe extern "C" fn hs_realloc(p: *mut c_void, size: usize) -> *mut c_void 
         unsafe { hs_free(p.cast()) };
         return ptr::null_mut();
     }
+    // SAFETY: forwarded contract.
+    keep_errno(|| unsafe { realloc_inner(p, size) })
+}
+
+/// # Safety
+/// As for [`hs_realloc`], with `p` non-null and `size` non-zero.
+unsafe fn realloc_inner(p: *mut u8, size: usize) -> *mut c_void {
     if early::contains(p) {
         // SAFETY: always safe.
         let q = unsafe { hs_malloc(size) }.cast::<u8>();
@@ -168,6 +271,9 @@ pub unsafe extern "C" fn hs_realloc(p: *mut c_void, size: usize) -> *mut c_void 
         return ptr::null_mut();
     };
     if hs::usable_size(p).is_none() {
+        if hs::large_object_containing(p).is_some() {
+            die(b"hotslab: realloc of an interior pointer into a large object\n");
+        }
         die(b"hotslab: realloc of a pointer hotslab never handed out\n");
     }
     let Some(d) = hs::default_domain() else {
@@ -198,7 +304,7 @@ pub unsafe extern "C" fn hs_reallocarray(p: *mut c_void, n: usize, size: usize) 
 }
 
 fn aligned(align: usize, size: usize) -> *mut c_void {
-    alloc_or_enomem(layout(size, align), false)
+    keep_errno(|| alloc_or_enomem(layout(size, align), false))
 }
 
 /// `posix_memalign`: `align` must be a power of two and a multiple of `sizeof(void *)`
@@ -219,7 +325,7 @@ pub unsafe extern "C" fn hs_posix_memalign(
     let Some(l) = layout(size, align) else {
         return libc::ENOMEM;
     };
-    let p = alloc(l, false);
+    let p = restore_errno(|| alloc(l, false));
     if p.is_null() {
         return libc::ENOMEM;
     }

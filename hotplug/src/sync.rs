@@ -120,8 +120,9 @@ mod imp {
             v
         })
         .unwrap_or_else(|_| {
-            // SAFETY: gettid has no preconditions and cannot fail.
-            let tid = unsafe { libc::gettid() };
+            // SAFETY: the gettid syscall has no preconditions and cannot fail (the raw syscall:
+            // `libc::gettid` needs glibc 2.30).
+            let tid = unsafe { libc::syscall(libc::SYS_gettid) };
             (1u64 << 63) | tid as u64
         })
     }

@@ -745,12 +745,19 @@ impl SlabDomain {
         freed
     }
 
-    /// Shrinks every cache (all nodes).
+    /// Shrinks every cache (all nodes), after taking every heap's slabs of it back.
     pub fn shrink_all(&self) -> usize {
         let _r = self.read_side();
         let reg = self.slab_mutex();
         let mut freed = 0;
         for c in reg.iter() {
+            // Heaps keep several slabs per cache: take them back first (the owners fetch new
+            // ones on their next slow path), so that their empty slabs are returned too.
+            for tc in c.thread_caches() {
+                if tc.owned() > 0 {
+                    thread::revoke(c, tc);
+                }
+            }
             for i in 0..c.nr_node_ids {
                 let p = c.part(NodeId::new(i as u16));
                 if !p.is_null() {

@@ -126,7 +126,8 @@ pub fn fork_stats() -> ForkStats {
     }
 }
 
-/// Registers the handlers (once per process). Called when the default domain has been built.
+/// Registers the handlers (once per process). Called when the default domain has been built, and
+/// earlier by [`install_fork_handlers`] (libhotslab.so's constructor).
 pub(crate) fn install() {
     if cfg!(miri) || INSTALLED.swap(true, StdOrdering::AcqRel) {
         return;
@@ -139,6 +140,20 @@ pub(crate) fn install() {
         INSTALLED.store(false, StdOrdering::Release);
         say(b"hotslab: pthread_atfork failed; fork() in a threaded program is not safe\n");
     }
+}
+
+/// Registers hotslab's `fork()` handlers now (once per process; later calls do nothing), instead
+/// of when the default domain is built. A C library calls this from its constructor, so that the
+/// handlers exist before any thread can fork in the middle of building the default domain, and
+/// so that they are registered before (hence run after, in prepare) those of libraries loaded
+/// later. Never allocates once glibc's static atfork storage suffices.
+///
+/// ```
+/// hotslab::install_fork_handlers();
+/// assert!(hotslab::fork_stats().installed);
+/// ```
+pub fn install_fork_handlers() {
+    install();
 }
 
 fn say(msg: &[u8]) {

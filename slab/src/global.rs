@@ -7,7 +7,7 @@ use core::alloc::{GlobalAlloc, Layout};
 use core::cell::UnsafeCell;
 use core::mem::MaybeUninit;
 use core::ptr;
-use std::sync::atomic::{AtomicPtr, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, AtomicU8, AtomicUsize, Ordering};
 
 use hotslab_hotplug::{HotplugDomain, LockKind, NodeStateSnapshot};
 use hotslab_numa::Topology;
@@ -23,6 +23,13 @@ const FAILED: u8 = 3;
 static STATE: AtomicU8 = AtomicU8::new(UNINIT);
 /// Thread id of the builder (to tell recursion from a concurrent first use).
 static BUILDER: AtomicUsize = AtomicUsize::new(0);
+/// Process id of the builder, claimed (0 → pid) before `STATE` leaves `UNINIT`. A fork child
+/// that finds another pid here has no builder: the thread that was building the domain exists
+/// only in the parent, so the child takes the build over (see `init_slow`).
+static CLAIM: AtomicI32 = AtomicI32::new(0);
+/// Set once `finish_static` succeeded: the domain is complete and registered (the fork handlers
+/// see it), only the last steps of `build` remain.
+static FINISHED: AtomicBool = AtomicBool::new(false);
 
 struct Slot<T>(UnsafeCell<MaybeUninit<T>>);
 // SAFETY: written once by the builder before STATE becomes READY (Release), read after an
@@ -49,9 +56,15 @@ static BOOT_USED: AtomicUsize = AtomicUsize::new(0);
 /// Allocations served from the bootstrap arena (re-entrant calls during initialisation).
 pub static BOOT_ALLOCS: AtomicUsize = AtomicUsize::new(0);
 
+/// The kernel thread id (the raw syscall: `libc::gettid` needs glibc 2.30).
 fn gettid() -> usize {
-    // SAFETY: gettid has no preconditions.
-    unsafe { libc::gettid() as usize }
+    // SAFETY: the gettid syscall has no preconditions and cannot fail.
+    unsafe { libc::syscall(libc::SYS_gettid) as usize }
+}
+
+fn getpid() -> i32 {
+    // SAFETY: getpid has no preconditions (glibc no longer caches it, so it is right after fork).
+    unsafe { libc::getpid() }
 }
 
 /// The default domain, built on first use. `None` while this thread is building it (the caller
@@ -68,16 +81,40 @@ pub(crate) fn domain() -> Option<&'static SlabDomain> {
 #[cold]
 fn init_slow() -> Option<&'static SlabDomain> {
     loop {
-        match STATE.compare_exchange(UNINIT, BUSY, Ordering::AcqRel, Ordering::Acquire) {
+        let me = getpid();
+        match CLAIM.compare_exchange(0, me, Ordering::AcqRel, Ordering::Acquire) {
             Ok(_) => {
                 BUILDER.store(gettid(), Ordering::Relaxed);
-                let ok = build();
-                STATE.store(if ok { READY } else { FAILED }, Ordering::Release);
-                return if ok { domain() } else { None };
+                STATE.store(BUSY, Ordering::Release);
+                return run_build(false);
             }
-            Err(READY) => return domain(),
-            Err(FAILED) => return None,
-            Err(_) => {
+            Err(owner) if owner != me => {
+                // A fork child of a process whose domain was being built: the builder thread
+                // does not exist here. Whatever it left is either the complete, registered
+                // domain (`FINISHED`: the fork handlers made it consistent in this child) or
+                // an unregistered, unreachable half: rebuild over it (its metadata leaks).
+                // The fork handlers (installed from the library's constructor, before any
+                // build) held every allocator lock at the fork, so none is held by the
+                // vanished builder. Only one thread of the child takes it over.
+                if STATE.load(Ordering::Acquire) == BUSY || STATE.load(Ordering::Acquire) == UNINIT
+                {
+                    if CLAIM
+                        .compare_exchange(owner, me, Ordering::AcqRel, Ordering::Acquire)
+                        .is_ok()
+                    {
+                        BUILDER.store(gettid(), Ordering::Relaxed);
+                        STATE.store(BUSY, Ordering::Release);
+                        return run_build(FINISHED.load(Ordering::Acquire));
+                    }
+                    continue;
+                }
+            }
+            Err(_) => {}
+        }
+        match STATE.load(Ordering::Acquire) {
+            READY => return domain(),
+            FAILED => return None,
+            _ => {
                 if BUILDER.load(Ordering::Relaxed) == gettid() {
                     return None; // recursion from inside build(): bootstrap arena
                 }
@@ -88,8 +125,47 @@ fn init_slow() -> Option<&'static SlabDomain> {
     }
 }
 
+/// Runs the build as the claimed builder and publishes the result.
+fn run_build(finished: bool) -> Option<&'static SlabDomain> {
+    let ok = if finished { build_tail() } else { build() };
+    STATE.store(if ok { READY } else { FAILED }, Ordering::Release);
+    if ok {
+        domain()
+    } else {
+        None
+    }
+}
+
+/// Test hook: `HOTSLAB_TEST_BUILD_PAUSE=early|late` makes the build sleep 300 ms at its start
+/// (`early`) or after the domain is registered (`late`), so a test can fork while the default
+/// domain is being built. Read with `getenv` (no allocation); never set in normal use.
+fn test_pause(stage: &[u8]) {
+    // SAFETY: a NUL-terminated name; glibc's getenv neither allocates nor locks.
+    let v = unsafe { libc::getenv(c"HOTSLAB_TEST_BUILD_PAUSE".as_ptr()) };
+    if v.is_null() {
+        return;
+    }
+    // SAFETY: getenv returned a NUL-terminated string of the environment.
+    if unsafe { core::ffi::CStr::from_ptr(v) }.to_bytes() != stage {
+        return;
+    }
+    let mut left = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 300_000_000,
+    };
+    loop {
+        let want = left;
+        // SAFETY: both pointers are valid timespecs; an interrupted sleep leaves the rest in `left`.
+        if unsafe { libc::nanosleep(&want, &mut left) } == 0 {
+            return;
+        }
+    }
+}
+
 fn build() -> bool {
-    // SAFETY: only the builder (STATE == BUSY) writes these slots, exactly once.
+    test_pause(b"early");
+    // SAFETY: only the builder (STATE == BUSY) writes these slots, exactly once (a fork child
+    // that takes an unfinished build over writes them again: nothing reachable uses them).
     unsafe {
         let topo = (*TOPOLOGY.0.get()).as_mut_ptr();
         topo.write(Topology::single_node_fallback());
@@ -115,21 +191,38 @@ fn build() -> bool {
         if d.finish_static().is_err() {
             return false;
         }
-        for (slot, c) in KMALLOC.iter().zip(d.kmalloc.iter()) {
-            slot.store(c.load(Ordering::Acquire), Ordering::Release);
-        }
-        #[cfg(not(loom))]
-        crate::fork::install();
-        crate::knobs::after_build(d);
-        true
     }
+    FINISHED.store(true, Ordering::Release);
+    test_pause(b"late");
+    build_tail()
+}
+
+/// The last steps of the build, once the domain is complete and registered.
+fn build_tail() -> bool {
+    // SAFETY: FINISHED is stored (Release, read with Acquire by whoever runs this) only after
+    // DOMAIN was fully written by `build`.
+    let d: &'static SlabDomain = unsafe { (*DOMAIN.0.get()).assume_init_ref() };
+    for (slot, c) in KMALLOC.iter().zip(d.kmalloc.iter()) {
+        slot.store(c.load(Ordering::Acquire), Ordering::Release);
+    }
+    #[cfg(not(loom))]
+    crate::fork::install();
+    crate::knobs::after_build(d);
+    true
 }
 
 fn boot_alloc(layout: Layout) -> *mut u8 {
     let align = layout.align().max(16);
+    let base = BOOT.0.get() as usize;
     let mut cur = BOOT_USED.load(Ordering::Relaxed);
     loop {
-        let start = (cur + align - 1) & !(align - 1);
+        // Align the address, not the offset: the arena itself is only 4096-aligned.
+        let Some(start) = (base + cur)
+            .checked_add(align - 1)
+            .map(|a| (a & !(align - 1)) - base)
+        else {
+            return ptr::null_mut();
+        };
         let end = match start.checked_add(layout.size().max(1)) {
             Some(e) if e <= BOOT_SIZE => e,
             _ => return ptr::null_mut(),
@@ -265,6 +358,9 @@ unsafe fn dealloc_slow(p: *mut u8) {
 #[cold]
 fn bad_free(p: *mut u8, why: FreeError) -> ! {
     let what = match why {
+        _ if crate::trim::large_object_containing(p).is_some() => {
+            "free of an interior pointer into a large object"
+        }
         FreeError::Foreign => "free of a pointer hotslab never handed out",
         FreeError::Interior => "free of a pointer into the middle of an object",
     };

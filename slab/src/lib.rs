@@ -76,6 +76,7 @@ mod slab;
 mod stats;
 mod sync;
 mod tls;
+mod trim;
 
 pub use cache::{
     CacheConfig, CacheError, CacheFlags, CacheStats, KmemCache, CACHE_LINE, MAX_ALIGN,
@@ -84,7 +85,7 @@ pub use cache::{
 pub use debug::{DebugFlags, POISON_END, POISON_FREE, RED_ACTIVE, RED_INACTIVE};
 pub use domain::{DomainConfig, InvariantReport, LockingMode, SlabDomain, Violations};
 #[cfg(not(loom))]
-pub use fork::{fork_stats, ForkStats};
+pub use fork::{fork_stats, install_fork_handlers, ForkStats};
 pub use global::{default_domain, SlabAlloc};
 pub use heap::{exit_thread_now, heaps_in_use, heaps_in_use as thread_slots_in_use};
 pub use hotslab_hotplug as hotplug_api;
@@ -96,3 +97,4 @@ pub use kmalloc::{
 pub use node::PartState;
 pub use report::{print_slabinfo, SLABINFO_HEADER};
 pub use stats::SlabInfoRow;
+pub use trim::{for_each_kmalloc_cache, heap_stats, large_object_containing, trim, HeapStats};

@@ -607,6 +607,34 @@ impl LargeTier {
         unsafe { self.desc_of(ptr) }.ok()
     }
 
+    /// The live object of this tier whose mapping contains `addr` (anywhere, not only at its start):
+    /// `(start, mapped length)`. Only an object's first unit is registered in the page map, so this scans
+    /// backwards from `addr`'s unit, at most `max_units` units, to the nearest registered unit. A cold path
+    /// for error reports (an interior pointer past an object's first unit is otherwise unknown to the page
+    /// map); racy against a concurrent free of that object, which is the caller's bug being reported.
+    pub fn containing(&self, addr: usize, max_units: usize) -> Option<(usize, usize)> {
+        let mut unit = addr & !(UNIT - 1);
+        for _ in 0..=max_units {
+            let v = pagemap::get(unit);
+            if v != 0 {
+                if v & TAG_MASK != TAG_LARGE {
+                    return None;
+                }
+                let d = ptr::with_exposed_provenance::<LargeDesc>(v & !TAG_MASK);
+                // SAFETY: TAG_LARGE values name live descriptors in metadata memory (see `desc_ptr`);
+                // metadata memory stays mapped, so even a descriptor freed meanwhile reads as plain data.
+                let r = unsafe { &*d };
+                if r.owner != self as *const LargeTier as usize {
+                    return None;
+                }
+                let (base, len) = (r.base() as usize, r.mapped_len());
+                return (addr >= base && addr - base < len).then_some((base, len));
+            }
+            unit = unit.checked_sub(UNIT)?;
+        }
+        None
+    }
+
     /// Unmaps every cached mapping; returns the bytes released.
     pub fn trim_cache(&self, src: &PageSource) -> usize {
         let taken = self.with_cache(|cache| {
