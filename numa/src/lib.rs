@@ -32,7 +32,10 @@ pub mod policy;
 pub mod sysfs;
 pub mod topology;
 
-pub use node::{CpuIter, CpuMask, NodeId, NodeIter, NodeMask, ParseError, MAX_CPUS, MAX_NODES};
+pub use node::{
+    BitIndex, Bitset, BitsetIter, CpuIter, CpuMask, NodeId, NodeIter, NodeMask, ParseError,
+    MAX_CPUS, MAX_NODES,
+};
 pub use pages::{
     page_size, placement, placement_summary, MapError, PageSource, PlacementSummary, Span,
 };
