@@ -4,7 +4,8 @@
 //!
 //! Everything the allocator's bootstrap may call — [`NodeMask`], [`Topology::read_sysfs_into`],
 //! [`Topology::simulate_into`], [`PageSource`], the [`policy`] wrappers — allocates nothing and
-//! never panics. `Topology::detect` uses hwloc (feature `hwloc`, on by default) and allocates.
+//! never panics. `Topology::detect` uses hwloc (opt-in feature `hwloc`, which links the system's
+//! libhwloc) and allocates; without it [`Topology::system`] falls back to sysfs.
 //!
 //! ```
 //! use hotslab_numa::{NodeId, PageSource, Topology};

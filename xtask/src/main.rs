@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 
 /// Debian packages the workspace needs to build and test.
 const APT_PACKAGES: &[&str] = &[
-    "libhwloc-dev", // hwlocality links hwloc 2.x
-    "libudev-dev",  // hwloc's static deps when linking hwlocality
+    "libhwloc-dev", // hwloc stage: the opt-in `hwloc` feature (hwlocality) links hwloc 2.x
+    "libudev-dev",  // hwloc stage: hwloc's static deps when linking hwlocality
     "libnuma-dev",  // test oracle only (tests/libnuma_oracle.rs)
     "numactl",      // bench runner binds with numactl
     "pkg-config",   // hwlocality's build script finds hwloc with it
