@@ -11,9 +11,6 @@ pub const MAX_NODES: usize = 1024;
 /// Largest number of CPU ids hotslab can name.
 pub const MAX_CPUS: usize = 4096;
 
-const NODE_WORDS: usize = MAX_NODES / 64;
-const CPU_WORDS: usize = MAX_CPUS / 64;
-
 /// The id of a NUMA node, as the kernel numbers it (`/sys/devices/system/node/nodeN`).
 ///
 /// Ids may be sparse (a machine can have nodes 0 and 5 only). Valid ids are below [`MAX_NODES`];
@@ -419,7 +416,7 @@ pub struct Bitset<I, const WORDS: usize> {
 /// const LOW: NodeMask = NodeMask::range(0, 2);
 /// assert_eq!(LOW.union(&NodeMask::single(NodeId(5))).to_string(), "0-1,5");
 /// ```
-pub type NodeMask = Bitset<NodeId, NODE_WORDS>;
+pub type NodeMask = Bitset<NodeId, { MAX_NODES / 64 }>;
 
 /// A set of CPU ids: a [`Bitset`] of [`MAX_CPUS`] bits (`[u64; 64]`), with plain `usize` CPU ids.
 /// Same operations and list format as [`NodeMask`].
@@ -432,7 +429,7 @@ pub type NodeMask = Bitset<NodeId, NODE_WORDS>;
 /// assert!(m.test(4095) && !m.test(4));
 /// assert_eq!(m.to_string(), "0-3,4095");
 /// ```
-pub type CpuMask = Bitset<usize, CPU_WORDS>;
+pub type CpuMask = Bitset<usize, { MAX_CPUS / 64 }>;
 
 /// Ascending iterator over the nodes of a [`NodeMask`].
 pub type NodeIter<'a> = BitsetIter<'a, NodeId>;
