@@ -20,8 +20,11 @@
 //! callbacks may re-enter the read side (it passes straight through) and may take their own locks
 //! (`slab_mutex` in the slab crate) — never the write side.
 
+#![warn(missing_docs)]
+
 pub mod controller;
-/// The Linux backend: follow the running kernel's memory hotplug (sysfs + uevents).
+// Documented by its own `//!` header: an outer doc comment here would make rustdoc resolve that
+// header's links from this module instead of from `linux`.
 #[cfg(all(target_os = "linux", not(loom)))]
 pub mod linux;
 pub mod node_states;

@@ -731,8 +731,8 @@ impl Drop for FollowerHandle {
     }
 }
 
-/// Follows the running kernel with `domain` (default settings: netlink uevents, `/sys`, 1 s re-scan).
-/// See [`follow`].
+/// Follows the running kernel with `domain` (default settings: netlink uevents, `/sys`, 1 s re-scan)
+/// until the returned handle is dropped. See [`follow`], including its errors.
 pub fn follow_hotplug(domain: &Arc<HotplugDomain>) -> io::Result<FollowerHandle> {
     follow(Arc::clone(domain), FollowConfig::default())
 }

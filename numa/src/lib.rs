@@ -4,7 +4,8 @@
 //!
 //! Everything the allocator's bootstrap may call — [`NodeMask`], [`Topology::read_sysfs_into`],
 //! [`Topology::simulate_into`], [`PageSource`], the [`policy`] wrappers — allocates nothing and
-//! never panics. `Topology::detect` uses hwloc (feature `hwloc`, on by default) and allocates.
+//! never panics. `Topology::detect` uses hwloc (opt-in feature `hwloc`, which links the system's
+//! libhwloc) and allocates; without it [`Topology::system`] falls back to sysfs.
 //!
 //! ```
 //! use hotslab_numa::{NodeId, PageSource, Topology};
@@ -32,7 +33,10 @@ pub mod policy;
 pub mod sysfs;
 pub mod topology;
 
-pub use node::{CpuIter, CpuMask, NodeId, NodeIter, NodeMask, ParseError, MAX_CPUS, MAX_NODES};
+pub use node::{
+    BitIndex, Bitset, BitsetIter, CpuIter, CpuMask, NodeId, NodeIter, NodeMask, ParseError,
+    MAX_CPUS, MAX_NODES,
+};
 pub use pages::{
     page_size, placement, placement_summary, MapError, PageSource, PlacementSummary, Span,
 };

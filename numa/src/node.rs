@@ -1,16 +1,15 @@
-//! Node and CPU identities and fixed-size bitsets: `NodeId`, `NodeMask`, `CpuMask`, and the kernel
-//! list format ("0-2,5") they parse from sysfs and print as. Pure logic only: no allocation, no
-//! syscalls, no knowledge of topology; everything here runs under Miri.
+//! Node and CPU identities and fixed-size bitsets: `NodeId`, the generic `Bitset` whose two faces
+//! are `NodeMask` and `CpuMask`, and the kernel list format ("0-2,5") they parse from sysfs and
+//! print as. Pure logic only: no allocation, no syscalls, no knowledge of topology; everything
+//! here runs under Miri.
 
 use core::fmt;
+use core::marker::PhantomData;
 
 /// Largest number of NUMA node ids hotslab can name (the kernel's `MAX_NUMNODES` with `NODES_SHIFT=10`).
 pub const MAX_NODES: usize = 1024;
 /// Largest number of CPU ids hotslab can name.
 pub const MAX_CPUS: usize = 4096;
-
-const NODE_WORDS: usize = MAX_NODES / 64;
-const CPU_WORDS: usize = MAX_CPUS / 64;
 
 /// The id of a NUMA node, as the kernel numbers it (`/sys/devices/system/node/nodeN`).
 ///
@@ -98,7 +97,7 @@ impl fmt::Display for ParseError {
 impl std::error::Error for ParseError {}
 
 // ---------------------------------------------------------------------------------------------
-// Word-array helpers shared by NodeMask and CpuMask.
+// Word-array helpers behind Bitset (and the streaming parser in sysfs.rs).
 
 #[inline]
 const fn bit_test(words: &[u64], i: usize) -> bool {
@@ -340,10 +339,64 @@ impl Iterator for BitIter<'_> {
 
 // ---------------------------------------------------------------------------------------------
 
-/// A set of NUMA nodes: a fixed bitset of [`MAX_NODES`] bits (`[u64; 16]`), the layout the kernel's
-/// `mbind`/`set_mempolicy` expect. Copy, no allocation, usable in `const` context and under Miri.
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for super::NodeId {}
+    impl Sealed for usize {}
+}
+
+/// The id type a [`Bitset`] is indexed by: [`NodeId`] for [`NodeMask`], `usize` for [`CpuMask`].
 ///
-/// Displays (and parses) in the kernel list format used by sysfs, e.g. `0-2,5`.
+/// Sealed: only those two implement it. It converts between ids and bit positions for the
+/// non-`const` parts of the API (iteration, collecting, `Debug`); the `const fn` accessors are
+/// written per id type, since trait methods cannot be called in `const` context.
+pub trait BitIndex: Copy + sealed::Sealed {
+    /// The name `Debug` prints: `NodeMask` or `CpuMask`.
+    const MASK_NAME: &'static str;
+    /// The id of bit `i` (callers pass only set bits, so `i` fits the id type).
+    fn from_bit(i: usize) -> Self;
+    /// The bit position of the id.
+    fn to_bit(self) -> usize;
+}
+
+impl BitIndex for NodeId {
+    const MASK_NAME: &'static str = "NodeMask";
+    #[inline]
+    fn from_bit(i: usize) -> Self {
+        NodeId(i as u16)
+    }
+    #[inline]
+    fn to_bit(self) -> usize {
+        self.index()
+    }
+}
+
+impl BitIndex for usize {
+    const MASK_NAME: &'static str = "CpuMask";
+    #[inline]
+    fn from_bit(i: usize) -> Self {
+        i
+    }
+    #[inline]
+    fn to_bit(self) -> usize {
+        self
+    }
+}
+
+/// A fixed-size set of ids: `64 * WORDS` bits in `[u64; WORDS]`, indexed by `I` ([`BitIndex`]).
+/// Copy, no allocation, usable in `const` context and under Miri. [`NodeMask`] and [`CpuMask`] are
+/// this type; use them rather than naming `Bitset` directly.
+///
+/// Bit `i` of word `w` is id `64 * w + i`, the layout of the kernel's `nodemask_t` and
+/// `cpu_set_t`. Ids at or above the capacity are ignored by every setter and absent from every
+/// test, never a panic. Displays (and parses) in the kernel list format used by sysfs, e.g. `0-2,5`.
+pub struct Bitset<I, const WORDS: usize> {
+    bits: [u64; WORDS],
+    _index: PhantomData<fn() -> I>,
+}
+
+/// A set of NUMA nodes: a [`Bitset`] of [`MAX_NODES`] bits (`[u64; 16]`), the layout the kernel's
+/// `mbind`/`set_mempolicy` expect.
 ///
 /// ```
 /// use hotslab_numa::{NodeId, NodeMask};
@@ -358,205 +411,15 @@ impl Iterator for BitIter<'_> {
 /// let ids: Vec<u16> = m.iter().map(|n| n.0).collect();
 /// assert_eq!(ids, [0, 2, 5, 1023]);
 /// assert!(NodeMask::parse_list(b"3-1").is_err());
+///
+/// // Masks can be built in `const` context, e.g. for statics.
+/// const LOW: NodeMask = NodeMask::range(0, 2);
+/// assert_eq!(LOW.union(&NodeMask::single(NodeId(5))).to_string(), "0-1,5");
 /// ```
-#[derive(Copy, Clone, PartialEq, Eq, Hash, Default)]
-pub struct NodeMask {
-    bits: [u64; NODE_WORDS],
-}
+pub type NodeMask = Bitset<NodeId, { MAX_NODES / 64 }>;
 
-impl NodeMask {
-    /// The empty mask.
-    pub const fn new() -> Self {
-        NodeMask {
-            bits: [0; NODE_WORDS],
-        }
-    }
-
-    /// A mask holding exactly `nid` (empty if `nid` is not below [`MAX_NODES`]).
-    pub const fn single(nid: NodeId) -> Self {
-        let mut m = Self::new();
-        bit_set(&mut m.bits, nid.0 as usize);
-        m
-    }
-
-    /// The mask of nodes `start..end` (clamped to [`MAX_NODES`]).
-    pub const fn range(start: u16, end: u16) -> Self {
-        let mut m = Self::new();
-        let mut i = start as usize;
-        while i < end as usize && i < MAX_NODES {
-            bit_set(&mut m.bits, i);
-            i += 1;
-        }
-        m
-    }
-
-    /// A mask from its raw words (bit `i` of word `w` is node `64 * w + i`).
-    pub const fn from_words(bits: [u64; NODE_WORDS]) -> Self {
-        NodeMask { bits }
-    }
-
-    /// The raw words, in the layout of the kernel's `nodemask_t`.
-    pub const fn as_words(&self) -> &[u64; NODE_WORDS] {
-        &self.bits
-    }
-
-    /// Add `nid` (ignored if it is not below [`MAX_NODES`]).
-    #[inline]
-    pub const fn set(&mut self, nid: NodeId) {
-        bit_set(&mut self.bits, nid.0 as usize);
-    }
-
-    /// Remove `nid`.
-    #[inline]
-    pub const fn clear(&mut self, nid: NodeId) {
-        bit_clear(&mut self.bits, nid.0 as usize);
-    }
-
-    /// Whether `nid` is in the mask.
-    #[inline]
-    pub const fn test(&self, nid: NodeId) -> bool {
-        bit_test(&self.bits, nid.0 as usize)
-    }
-
-    /// The lowest node in the mask.
-    pub const fn first(&self) -> Option<NodeId> {
-        match bit_first(&self.bits) {
-            Some(i) => Some(NodeId(i as u16)),
-            None => None,
-        }
-    }
-
-    /// The lowest node strictly above `nid`.
-    pub fn next_after(&self, nid: NodeId) -> Option<NodeId> {
-        bit_next(&self.bits, nid.index() + 1).map(|i| NodeId(i as u16))
-    }
-
-    /// Number of nodes in the mask.
-    pub const fn weight(&self) -> usize {
-        bit_weight(&self.bits)
-    }
-
-    /// Whether the mask is empty.
-    pub const fn is_empty(&self) -> bool {
-        bit_first(&self.bits).is_none()
-    }
-
-    /// Nodes in either mask.
-    pub const fn union(&self, other: &Self) -> Self {
-        let mut r = *self;
-        let mut i = 0;
-        while i < NODE_WORDS {
-            r.bits[i] |= other.bits[i];
-            i += 1;
-        }
-        r
-    }
-
-    /// Nodes in both masks.
-    pub const fn intersection(&self, other: &Self) -> Self {
-        let mut r = *self;
-        let mut i = 0;
-        while i < NODE_WORDS {
-            r.bits[i] &= other.bits[i];
-            i += 1;
-        }
-        r
-    }
-
-    /// Nodes in `self` but not in `other`.
-    pub const fn difference(&self, other: &Self) -> Self {
-        let mut r = *self;
-        let mut i = 0;
-        while i < NODE_WORDS {
-            r.bits[i] &= !other.bits[i];
-            i += 1;
-        }
-        r
-    }
-
-    /// Whether every node of `self` is also in `other`.
-    pub const fn is_subset(&self, other: &Self) -> bool {
-        self.difference(other).is_empty()
-    }
-
-    /// The nodes in ascending order.
-    pub fn iter(&self) -> NodeIter<'_> {
-        NodeIter {
-            inner: BitIter {
-                words: &self.bits,
-                next: 0,
-            },
-        }
-    }
-
-    /// Parse the kernel list format used by sysfs ("0-3,8\n"). Surrounding whitespace and NUL
-    /// bytes are ignored; an empty (or all-whitespace) input is the empty mask. Allocates nothing.
-    pub fn parse_list(bytes: &[u8]) -> Result<NodeMask, ParseError> {
-        let mut m = NodeMask::new();
-        let (off, s) = trim_list(bytes);
-        parse_items_into(s, off, &mut m.bits)?;
-        Ok(m)
-    }
-
-    /// OR the items of an already trimmed list fragment into the mask (used by streaming readers).
-    pub(crate) fn parse_items(&mut self, bytes: &[u8], base: usize) -> Result<(), ParseError> {
-        parse_items_into(bytes, base, &mut self.bits)
-    }
-
-    /// Write the list format into `out` without allocating; `None` if `out` is too small.
-    pub fn write_list(&self, out: &mut [u8]) -> Option<usize> {
-        write_list_bytes(&self.bits, out)
-    }
-}
-
-impl fmt::Display for NodeMask {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt_list(&self.bits, f)
-    }
-}
-
-impl fmt::Debug for NodeMask {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "NodeMask(\"{self}\")")
-    }
-}
-
-impl FromIterator<NodeId> for NodeMask {
-    fn from_iter<I: IntoIterator<Item = NodeId>>(iter: I) -> Self {
-        let mut m = NodeMask::new();
-        for n in iter {
-            m.set(n);
-        }
-        m
-    }
-}
-
-impl<'a> IntoIterator for &'a NodeMask {
-    type Item = NodeId;
-    type IntoIter = NodeIter<'a>;
-    fn into_iter(self) -> NodeIter<'a> {
-        self.iter()
-    }
-}
-
-/// Ascending iterator over the nodes of a [`NodeMask`].
-#[derive(Clone, Debug)]
-pub struct NodeIter<'a> {
-    inner: BitIter<'a>,
-}
-
-impl Iterator for NodeIter<'_> {
-    type Item = NodeId;
-    #[inline]
-    fn next(&mut self) -> Option<NodeId> {
-        self.inner.next().map(|i| NodeId(i as u16))
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-
-/// A set of CPU ids: a fixed bitset of [`MAX_CPUS`] bits (`[u64; 64]`), Copy, no allocation.
-/// Same operations and list format as [`NodeMask`], with plain `usize` CPU ids.
+/// A set of CPU ids: a [`Bitset`] of [`MAX_CPUS`] bits (`[u64; 64]`), with plain `usize` CPU ids.
+/// Same operations and list format as [`NodeMask`].
 ///
 /// ```
 /// use hotslab_numa::CpuMask;
@@ -566,46 +429,193 @@ impl Iterator for NodeIter<'_> {
 /// assert!(m.test(4095) && !m.test(4));
 /// assert_eq!(m.to_string(), "0-3,4095");
 /// ```
-#[derive(Copy, Clone, PartialEq, Eq, Hash)]
-pub struct CpuMask {
-    bits: [u64; CPU_WORDS],
-}
+pub type CpuMask = Bitset<usize, { MAX_CPUS / 64 }>;
 
-impl Default for CpuMask {
-    fn default() -> Self {
-        Self::new()
-    }
-}
+/// Ascending iterator over the nodes of a [`NodeMask`].
+pub type NodeIter<'a> = BitsetIter<'a, NodeId>;
 
-impl CpuMask {
-    /// The empty mask.
+/// Ascending iterator over the CPUs of a [`CpuMask`].
+pub type CpuIter<'a> = BitsetIter<'a, usize>;
+
+impl<I, const WORDS: usize> Bitset<I, WORDS> {
+    /// Number of ids the set can hold: `64 * WORDS` (ids `0..CAPACITY`).
+    pub const CAPACITY: usize = WORDS * 64;
+
+    /// The empty set.
     pub const fn new() -> Self {
-        CpuMask {
-            bits: [0; CPU_WORDS],
+        Self::from_words([0; WORDS])
+    }
+
+    /// A set from its raw words (bit `i` of word `w` is id `64 * w + i`).
+    pub const fn from_words(bits: [u64; WORDS]) -> Self {
+        Bitset {
+            bits,
+            _index: PhantomData,
         }
     }
 
-    /// A mask holding exactly `cpu` (empty if `cpu >= MAX_CPUS`).
-    pub const fn single(cpu: usize) -> Self {
-        let mut m = Self::new();
-        bit_set(&mut m.bits, cpu);
-        m
+    /// The raw words, in the layout of the kernel's `nodemask_t` / `cpu_set_t`.
+    pub const fn as_words(&self) -> &[u64; WORDS] {
+        &self.bits
     }
 
-    /// The mask of CPUs `start..end` (clamped to [`MAX_CPUS`]).
-    pub const fn range(start: usize, end: usize) -> Self {
+    /// The set of bit positions `start..end`, clamped to [`Self::CAPACITY`] (empty if
+    /// `start >= end`).
+    const fn bit_range(start: usize, end: usize) -> Self {
         let mut m = Self::new();
         let mut i = start;
-        while i < end && i < MAX_CPUS {
+        while i < end && i < Self::CAPACITY {
             bit_set(&mut m.bits, i);
             i += 1;
         }
         m
     }
 
-    /// The raw words, in the layout of the kernel's `cpu_set_t`.
-    pub const fn as_words(&self) -> &[u64; CPU_WORDS] {
-        &self.bits
+    /// Number of ids in the set.
+    pub const fn weight(&self) -> usize {
+        bit_weight(&self.bits)
+    }
+
+    /// Whether the set is empty.
+    pub const fn is_empty(&self) -> bool {
+        bit_first(&self.bits).is_none()
+    }
+
+    /// Ids in either set.
+    pub const fn union(&self, other: &Self) -> Self {
+        let mut r = Self::from_words(self.bits);
+        let mut i = 0;
+        while i < WORDS {
+            r.bits[i] |= other.bits[i];
+            i += 1;
+        }
+        r
+    }
+
+    /// Ids in both sets.
+    pub const fn intersection(&self, other: &Self) -> Self {
+        let mut r = Self::from_words(self.bits);
+        let mut i = 0;
+        while i < WORDS {
+            r.bits[i] &= other.bits[i];
+            i += 1;
+        }
+        r
+    }
+
+    /// Ids in `self` but not in `other`.
+    pub const fn difference(&self, other: &Self) -> Self {
+        let mut r = Self::from_words(self.bits);
+        let mut i = 0;
+        while i < WORDS {
+            r.bits[i] &= !other.bits[i];
+            i += 1;
+        }
+        r
+    }
+
+    /// Whether every id of `self` is also in `other`.
+    pub const fn is_subset(&self, other: &Self) -> bool {
+        self.difference(other).is_empty()
+    }
+
+    /// Parse the kernel list format used by sysfs ("0-3,8\n"). Surrounding whitespace and NUL
+    /// bytes are ignored; an empty (or all-whitespace) input is the empty set. Allocates nothing.
+    ///
+    /// # Errors
+    /// A [`ParseError`] with the byte offset of the first bad item; an id at or above
+    /// [`Self::CAPACITY`] is [`ParseError::TooLarge`].
+    pub fn parse_list(bytes: &[u8]) -> Result<Self, ParseError> {
+        let mut m = Self::new();
+        let (off, s) = trim_list(bytes);
+        parse_items_into(s, off, &mut m.bits)?;
+        Ok(m)
+    }
+
+    /// OR the items of an already trimmed list fragment into the set (used by streaming readers).
+    pub(crate) fn parse_items(&mut self, bytes: &[u8], base: usize) -> Result<(), ParseError> {
+        parse_items_into(bytes, base, &mut self.bits)
+    }
+
+    /// Write the list format into `out` without allocating; returns the number of bytes written
+    /// (0 for the empty set), or `None` if `out` is too small (its contents are then unspecified).
+    pub fn write_list(&self, out: &mut [u8]) -> Option<usize> {
+        write_list_bytes(&self.bits, out)
+    }
+}
+
+impl<I: BitIndex, const WORDS: usize> Bitset<I, WORDS> {
+    /// The lowest id strictly above `id`.
+    pub fn next_after(&self, id: I) -> Option<I> {
+        bit_next(&self.bits, id.to_bit().checked_add(1)?).map(I::from_bit)
+    }
+
+    /// The ids in ascending order.
+    pub fn iter(&self) -> BitsetIter<'_, I> {
+        BitsetIter {
+            inner: BitIter {
+                words: &self.bits,
+                next: 0,
+            },
+            _index: PhantomData,
+        }
+    }
+}
+
+// The id-typed accessors, `const` and therefore written per id type (a `const fn` cannot call
+// `BitIndex::to_bit`); each is a one-line conversion over the shared word helpers.
+
+impl<const WORDS: usize> Bitset<NodeId, WORDS> {
+    /// A mask holding exactly `nid` (empty if `nid` is not below the capacity, [`MAX_NODES`]).
+    pub const fn single(nid: NodeId) -> Self {
+        let mut m = Self::new();
+        m.set(nid);
+        m
+    }
+
+    /// The mask of nodes `start..end` (clamped to the capacity, [`MAX_NODES`]).
+    pub const fn range(start: u16, end: u16) -> Self {
+        Self::bit_range(start as usize, end as usize)
+    }
+
+    /// Add `nid` (ignored if it is not below [`MAX_NODES`]).
+    #[inline]
+    pub const fn set(&mut self, nid: NodeId) {
+        bit_set(&mut self.bits, nid.index());
+    }
+
+    /// Remove `nid`.
+    #[inline]
+    pub const fn clear(&mut self, nid: NodeId) {
+        bit_clear(&mut self.bits, nid.index());
+    }
+
+    /// Whether `nid` is in the mask.
+    #[inline]
+    pub const fn test(&self, nid: NodeId) -> bool {
+        bit_test(&self.bits, nid.index())
+    }
+
+    /// The lowest node in the mask.
+    pub const fn first(&self) -> Option<NodeId> {
+        match bit_first(&self.bits) {
+            Some(i) => Some(NodeId(i as u16)),
+            None => None,
+        }
+    }
+}
+
+impl<const WORDS: usize> Bitset<usize, WORDS> {
+    /// A mask holding exactly `cpu` (empty if `cpu` is not below the capacity, [`MAX_CPUS`]).
+    pub const fn single(cpu: usize) -> Self {
+        let mut m = Self::new();
+        m.set(cpu);
+        m
+    }
+
+    /// The mask of CPUs `start..end` (clamped to the capacity, [`MAX_CPUS`]).
+    pub const fn range(start: usize, end: usize) -> Self {
+        Self::bit_range(start, end)
     }
 
     /// Add `cpu` (ignored if `cpu >= MAX_CPUS`).
@@ -630,120 +640,96 @@ impl CpuMask {
     pub const fn first(&self) -> Option<usize> {
         bit_first(&self.bits)
     }
+}
 
-    /// Number of CPUs in the mask.
-    pub const fn weight(&self) -> usize {
-        bit_weight(&self.bits)
-    }
+// Manual impls: derives would bound `I` and arrays above 32 words implement no `Default`.
 
-    /// Whether the mask is empty.
-    pub const fn is_empty(&self) -> bool {
-        bit_first(&self.bits).is_none()
-    }
-
-    /// CPUs in either mask.
-    pub const fn union(&self, other: &Self) -> Self {
-        let mut r = *self;
-        let mut i = 0;
-        while i < CPU_WORDS {
-            r.bits[i] |= other.bits[i];
-            i += 1;
-        }
-        r
-    }
-
-    /// CPUs in both masks.
-    pub const fn intersection(&self, other: &Self) -> Self {
-        let mut r = *self;
-        let mut i = 0;
-        while i < CPU_WORDS {
-            r.bits[i] &= other.bits[i];
-            i += 1;
-        }
-        r
-    }
-
-    /// CPUs in `self` but not in `other`.
-    pub const fn difference(&self, other: &Self) -> Self {
-        let mut r = *self;
-        let mut i = 0;
-        while i < CPU_WORDS {
-            r.bits[i] &= !other.bits[i];
-            i += 1;
-        }
-        r
-    }
-
-    /// The CPUs in ascending order.
-    pub fn iter(&self) -> CpuIter<'_> {
-        CpuIter {
-            inner: BitIter {
-                words: &self.bits,
-                next: 0,
-            },
-        }
-    }
-
-    /// Parse the kernel list format ("0-3,8\n"); see [`NodeMask::parse_list`].
-    pub fn parse_list(bytes: &[u8]) -> Result<CpuMask, ParseError> {
-        let mut m = CpuMask::new();
-        let (off, s) = trim_list(bytes);
-        parse_items_into(s, off, &mut m.bits)?;
-        Ok(m)
-    }
-
-    /// OR the items of an already trimmed list fragment into the mask (used by streaming readers).
-    pub(crate) fn parse_items(&mut self, bytes: &[u8], base: usize) -> Result<(), ParseError> {
-        parse_items_into(bytes, base, &mut self.bits)
-    }
-
-    /// Write the list format into `out` without allocating; `None` if `out` is too small.
-    pub fn write_list(&self, out: &mut [u8]) -> Option<usize> {
-        write_list_bytes(&self.bits, out)
+impl<I, const WORDS: usize> Clone for Bitset<I, WORDS> {
+    fn clone(&self) -> Self {
+        *self
     }
 }
 
-impl fmt::Display for CpuMask {
+impl<I, const WORDS: usize> Copy for Bitset<I, WORDS> {}
+
+impl<I, const WORDS: usize> PartialEq for Bitset<I, WORDS> {
+    fn eq(&self, other: &Self) -> bool {
+        self.bits == other.bits
+    }
+}
+
+impl<I, const WORDS: usize> Eq for Bitset<I, WORDS> {}
+
+impl<I, const WORDS: usize> core::hash::Hash for Bitset<I, WORDS> {
+    fn hash<H: core::hash::Hasher>(&self, state: &mut H) {
+        self.bits.hash(state);
+    }
+}
+
+impl<I, const WORDS: usize> Default for Bitset<I, WORDS> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<I, const WORDS: usize> fmt::Display for Bitset<I, WORDS> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt_list(&self.bits, f)
     }
 }
 
-impl fmt::Debug for CpuMask {
+impl<I: BitIndex, const WORDS: usize> fmt::Debug for Bitset<I, WORDS> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "CpuMask(\"{self}\")")
+        write!(f, "{}(\"{self}\")", I::MASK_NAME)
     }
 }
 
-impl FromIterator<usize> for CpuMask {
-    fn from_iter<I: IntoIterator<Item = usize>>(iter: I) -> Self {
-        let mut m = CpuMask::new();
-        for c in iter {
-            m.set(c);
+impl<I: BitIndex, const WORDS: usize> FromIterator<I> for Bitset<I, WORDS> {
+    fn from_iter<T: IntoIterator<Item = I>>(iter: T) -> Self {
+        let mut m = Self::new();
+        for id in iter {
+            bit_set(&mut m.bits, id.to_bit());
         }
         m
     }
 }
 
-impl<'a> IntoIterator for &'a CpuMask {
-    type Item = usize;
-    type IntoIter = CpuIter<'a>;
-    fn into_iter(self) -> CpuIter<'a> {
+impl<'a, I: BitIndex, const WORDS: usize> IntoIterator for &'a Bitset<I, WORDS> {
+    type Item = I;
+    type IntoIter = BitsetIter<'a, I>;
+    fn into_iter(self) -> BitsetIter<'a, I> {
         self.iter()
     }
 }
 
-/// Ascending iterator over the CPUs of a [`CpuMask`].
-#[derive(Clone, Debug)]
-pub struct CpuIter<'a> {
+/// Ascending iterator over the ids of a [`Bitset`] ([`NodeIter`], [`CpuIter`]).
+pub struct BitsetIter<'a, I> {
     inner: BitIter<'a>,
+    _index: PhantomData<fn() -> I>,
 }
 
-impl Iterator for CpuIter<'_> {
-    type Item = usize;
+impl<I> Clone for BitsetIter<'_, I> {
+    fn clone(&self) -> Self {
+        BitsetIter {
+            inner: self.inner.clone(),
+            _index: PhantomData,
+        }
+    }
+}
+
+impl<I> fmt::Debug for BitsetIter<'_, I> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BitsetIter")
+            .field("next", &self.inner.next)
+            .finish()
+    }
+}
+
+impl<I: BitIndex> Iterator for BitsetIter<'_, I> {
+    type Item = I;
     #[inline]
-    fn next(&mut self) -> Option<usize> {
-        self.inner.next()
+    fn next(&mut self) -> Option<I> {
+        self.inner.next().map(I::from_bit)
     }
 }
 
@@ -934,6 +920,57 @@ mod tests {
         let collected: CpuMask = [1usize, 9].into_iter().collect();
         assert_eq!(collected.to_string(), "1,9");
         assert_eq!(format!("{:?}", CpuMask::default()), "CpuMask(\"\")");
+    }
+
+    #[test]
+    fn generic_bitset_edges() {
+        // A one-word set: ids at and above 64 are ignored, parsing rejects them.
+        type Small = Bitset<usize, 1>;
+        assert_eq!(Small::CAPACITY, 64);
+        let mut s = Small::range(60, 200);
+        assert_eq!(s.to_string(), "60-63");
+        s.set(64);
+        assert_eq!(s.weight(), 4);
+        assert_eq!(
+            Small::parse_list(b"64"),
+            Err(ParseError::TooLarge { pos: 0 })
+        );
+        assert_eq!(s.next_after(61), Some(62));
+        assert_eq!(s.next_after(63), None);
+        assert_eq!(s.next_after(usize::MAX), None);
+        assert_eq!(NodeMask::CAPACITY, MAX_NODES);
+        assert_eq!(CpuMask::CAPACITY, MAX_CPUS);
+        assert_eq!(
+            NodeMask::single(NodeId(9)).next_after(NodeId(u16::MAX)),
+            None
+        );
+        // CpuMask gains next_after and is_subset, NodeMask from_words: one implementation.
+        let c = CpuMask::parse_list(b"3,70").unwrap();
+        assert_eq!(c.next_after(3), Some(70));
+        assert!(c.is_subset(&CpuMask::range(0, 100)));
+        assert_eq!(CpuMask::from_words(*c.as_words()), c);
+        assert!(NodeMask::range(5, 5).is_empty());
+        // Equal sets hash equally; Debug names the face.
+        use std::hash::{BuildHasher, RandomState};
+        let h = RandomState::new();
+        let a = NodeMask::parse_list(b"1-3").unwrap();
+        let b: NodeMask = [NodeId(3), NodeId(2), NodeId(1)].into_iter().collect();
+        assert_eq!(h.hash_one(a), h.hash_one(b));
+        assert_eq!(format!("{:?}", Small::single(2)), "CpuMask(\"2\")");
+        // Every const fn stays usable in const context (statics in the slab crate need it).
+        const M: NodeMask = NodeMask::range(0, 4)
+            .union(&NodeMask::single(NodeId(9)))
+            .difference(&NodeMask::single(NodeId(1)));
+        const W: usize = M.weight();
+        const F: Option<NodeId> = M.first();
+        const T: bool = M.test(NodeId(9)) && M.is_subset(&NodeMask::range(0, 10));
+        const CM: CpuMask = CpuMask::single(5).intersection(&CpuMask::range(0, 8));
+        assert_eq!((W, F, T), (4, Some(NodeId(0)), true));
+        assert_eq!(CM.first(), Some(5));
+        let mut it = M.iter();
+        assert_eq!(it.next(), Some(NodeId(0)));
+        let rest: Vec<NodeId> = it.clone().collect();
+        assert_eq!(rest, [NodeId(2), NodeId(3), NodeId(9)]);
     }
 
     #[test]

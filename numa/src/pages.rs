@@ -467,6 +467,12 @@ impl fmt::Debug for PlacementSummary {
 }
 
 /// [`placement`] over the whole range, counted per node instead of listed per page. No allocation.
+///
+/// # Errors
+/// `EINVAL` if `ptr + len` overflows; otherwise the errno of the first failing `move_pages` call
+/// (it queries in fixed-size batches): `ENOSYS` under Miri or without NUMA support, `EPERM` /
+/// `EINVAL` as `move_pages(2)` describes. Per-page statuses are not errors: pages not faulted in
+/// yet count as not present, other negative statuses (e.g. `-EFAULT`) as errors in the summary.
 pub fn placement_summary(ptr: *const u8, len: usize) -> Result<PlacementSummary, Errno> {
     let page = page_size();
     let mut summary = PlacementSummary::new();

@@ -123,7 +123,14 @@ pub unsafe fn mbind(
     check(ret).map(|_| ())
 }
 
-/// `set_mempolicy(2)`: set the calling thread's default policy.
+/// `set_mempolicy(2)`: set the calling thread's default policy (`MPOL_DEFAULT`, `MPOL_BIND`,
+/// `MPOL_PREFERRED`, `MPOL_INTERLEAVE`, ... over `nodes`; `None` passes no node set (a null mask,
+/// as `MPOL_DEFAULT` wants). Affects only pages the thread faults in afterwards.
+///
+/// # Errors
+/// The kernel's errno: `EINVAL` for a bad mode or a node set the mode does not accept (e.g. no
+/// node of the set has memory, or an empty set with `MPOL_BIND`), `ENOMEM`; `ENOSYS` under Miri
+/// or on a kernel without NUMA support.
 pub fn set_mempolicy(mode: i32, nodes: Option<&NodeMask>) -> Result<(), Errno> {
     let (mask, maxnode) = match nodes {
         Some(m) => (m.as_words().as_ptr(), MAXNODE_ARG),

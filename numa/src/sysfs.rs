@@ -293,7 +293,29 @@ fn trailing_trimmed_len(s: &[u8]) -> usize {
     end
 }
 
-/// Parse a node list (as in `possible`, `online`, `has_memory`), streamed through `read`.
+/// Parse a node list (as in `possible`, `online`, `has_memory`), streamed through `read`, which
+/// behaves like `read(2)`: it fills a prefix of the buffer it is given and returns the length, 0 at
+/// the end. Items are parsed as soon as they are complete, so a list of any length needs only a
+/// small stack buffer. Allocates nothing.
+///
+/// # Errors
+/// An error returned by `read`, unchanged; [`SysfsError::Parse`] for a malformed list or a node id
+/// not below [`MAX_NODES`](crate::MAX_NODES); [`SysfsError::TooLarge`] for one item longer than the
+/// internal buffer (far beyond any valid id).
+///
+/// ```
+/// use hotslab_numa::sysfs::parse_node_list_stream;
+///
+/// let mut data: &[u8] = b"0-2,5\n";
+/// let m = parse_node_list_stream(|buf| {
+///     let n = buf.len().min(data.len()).min(3); // three bytes at a time
+///     buf[..n].copy_from_slice(&data[..n]);
+///     data = &data[n..];
+///     Ok(n)
+/// })
+/// .unwrap();
+/// assert_eq!(m.to_string(), "0-2,5");
+/// ```
 pub fn parse_node_list_stream<R>(read: R) -> Result<NodeMask, SysfsError>
 where
     R: FnMut(&mut [u8]) -> Result<usize, SysfsError>,
@@ -303,7 +325,8 @@ where
     Ok(m)
 }
 
-/// Parse a CPU list (as in `nodeN/cpulist`), streamed through `read`.
+/// Parse a CPU list (as in `nodeN/cpulist`), streamed through `read`; the same contract and errors
+/// as [`parse_node_list_stream`], with CPU ids below [`MAX_CPUS`](crate::MAX_CPUS).
 pub fn parse_cpu_list_stream<R>(read: R) -> Result<CpuMask, SysfsError>
 where
     R: FnMut(&mut [u8]) -> Result<usize, SysfsError>,
@@ -315,6 +338,10 @@ where
 
 /// Extract `MemTotal` (in bytes) from the text of `nodeN/meminfo`
 /// (`"Node 0 MemTotal:        4548820 kB"`). Only the first line that has `MemTotal:` matters.
+///
+/// # Errors
+/// [`SysfsError::Malformed`] if there is no `MemTotal:`, no number after it, no `kB` unit, or the
+/// value in bytes overflows `u64`.
 pub fn parse_meminfo_total(text: &[u8]) -> Result<u64, SysfsError> {
     const KEY: &[u8] = b"MemTotal:";
     let at = text
@@ -386,28 +413,48 @@ fn read_node_list_path(path: &CPath) -> Result<NodeMask, SysfsError> {
     parse_node_list_stream(|b| fd.read(b))
 }
 
-/// Read a node state mask from `<root>/<file>` (root is usually [`SYSFS_NODE_ROOT`]).
+/// Read a node state mask from `<root>/<file>` (root is usually [`SYSFS_NODE_ROOT`]; tests pass a
+/// fake tree). Opens, reads and closes the file with libc only; allocates nothing.
+///
+/// # Errors
+/// [`SysfsError::BadPath`] if `root` is longer than [`MAX_ROOT_LEN`] or holds a NUL byte;
+/// [`SysfsError::Open`] / [`SysfsError::Read`] with the errno (`ENOENT`: no such node or file);
+/// [`SysfsError::Parse`] for content that is not a node list.
 pub fn read_node_mask_at(root: &[u8], which: NodeState) -> Result<NodeMask, SysfsError> {
     read_node_list_path(&CPath::root_file(root, which.file_name())?)
 }
 
-/// Read a node state mask from the real sysfs, e.g. `read_node_mask(NodeState::HasMemory)`.
+/// Read a node state mask from the real sysfs, e.g. `read_node_mask(NodeState::HasMemory)`. Errors
+/// as [`read_node_mask_at`]. Some kernels lack some files (`has_normal_memory` without a separate
+/// normal-memory view, `has_cpu` on old kernels): that is `Open(ENOENT)`, and callers fall back to
+/// another mask (hotslab-hotplug's default domain uses `has_memory` instead).
 pub fn read_node_mask(which: NodeState) -> Result<NodeMask, SysfsError> {
     read_node_mask_at(SYSFS_NODE_ROOT, which)
 }
 
-/// Read `<root>/node<nid>/cpulist`.
+/// Read the CPUs of node `nid` from `<root>/node<nid>/cpulist` (empty for a memory-only node).
+///
+/// # Errors
+/// [`SysfsError::BadPath`] if `root` is longer than [`MAX_ROOT_LEN`] or holds a NUL byte;
+/// [`SysfsError::Open`] / [`SysfsError::Read`] with the errno (`ENOENT`: no such node or file);
+/// [`SysfsError::Parse`] for content that is not a CPU list.
 pub fn read_node_cpus_at(root: &[u8], nid: NodeId) -> Result<CpuMask, SysfsError> {
     let fd = Fd::open(&CPath::node_file(root, nid, b"cpulist")?)?;
     parse_cpu_list_stream(|b| fd.read(b))
 }
 
-/// Read the CPUs of node `nid` from the real sysfs.
+/// Read the CPUs of node `nid` from the real sysfs; errors as [`read_node_cpus_at`].
 pub fn read_node_cpus(nid: NodeId) -> Result<CpuMask, SysfsError> {
     read_node_cpus_at(SYSFS_NODE_ROOT, nid)
 }
 
-/// Read `MemTotal` of `<root>/node<nid>/meminfo`, in bytes.
+/// Read `MemTotal` of `<root>/node<nid>/meminfo`, in bytes (the kernel reports kB; 0 for a node
+/// whose memory is all offline).
+///
+/// # Errors
+/// [`SysfsError::BadPath`] if `root` is longer than [`MAX_ROOT_LEN`] or holds a NUL byte;
+/// [`SysfsError::Open`] / [`SysfsError::Read`] with the errno (`ENOENT`: no such node or file);
+/// [`SysfsError::Malformed`] as [`parse_meminfo_total`].
 pub fn read_node_mem_total_at(root: &[u8], nid: NodeId) -> Result<u64, SysfsError> {
     let fd = Fd::open(&CPath::node_file(root, nid, b"meminfo")?)?;
     // MemTotal is on the first line; read until a newline after it or the buffer is full.
@@ -428,13 +475,21 @@ pub fn read_node_mem_total_at(root: &[u8], nid: NodeId) -> Result<u64, SysfsErro
     parse_meminfo_total(&buf[..len])
 }
 
-/// Read the memory size of node `nid` from the real sysfs, in bytes.
+/// Read the memory size of node `nid` from the real sysfs, in bytes; errors as
+/// [`read_node_mem_total_at`].
 pub fn read_node_mem_total(nid: NodeId) -> Result<u64, SysfsError> {
     read_node_mem_total_at(SYSFS_NODE_ROOT, nid)
 }
 
 /// Read the distance row `<root>/node<nid>/distance` into `out` (one value per online node, in
-/// ascending node order); returns the number of values.
+/// ascending node order); returns the number of values. Distances are the ACPI SLIT values:
+/// [`LOCAL_DISTANCE`](crate::LOCAL_DISTANCE) (10) to itself, larger is farther.
+///
+/// # Errors
+/// [`SysfsError::BadPath`] if `root` is longer than [`MAX_ROOT_LEN`] or holds a NUL byte;
+/// [`SysfsError::Open`] / [`SysfsError::Read`] with the errno (`ENOENT`: no such node or file);
+/// [`SysfsError::TooLarge`] if the file exceeds 1 KiB or has more values than `out` holds;
+/// [`SysfsError::Malformed`] for a non-number or a value above 255.
 pub fn read_node_distances_at(
     root: &[u8],
     nid: NodeId,
@@ -446,7 +501,7 @@ pub fn read_node_distances_at(
     parse_distance_row(&buf[..len], out)
 }
 
-/// Read the distance row of node `nid` from the real sysfs.
+/// Read the distance row of node `nid` from the real sysfs; see [`read_node_distances_at`].
 pub fn read_node_distances(nid: NodeId, out: &mut [u8]) -> Result<usize, SysfsError> {
     read_node_distances_at(SYSFS_NODE_ROOT, nid, out)
 }

@@ -6,7 +6,7 @@
 //!
 //! ```text
 //! cargo xtask demo            the main job: the race demo (stress table + slabinfo)
-//! cargo xtask test            every CI stage (deps, fmt, clippy, tests, loom, Miri, ...)
+//! cargo xtask test            every CI stage (deps, fmt, clippy, tests, hwloc, crate, loom, Miri, ...)
 //! cargo xtask test --full     plus the heavy tier (sanitizers, long fuzzing, full benches)
 //! cargo xtask test --only S   one stage by name (repeatable)
 //! cargo xtask deps            only install what is missing, saying what it installs
@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 
 /// Debian packages the workspace needs to build and test.
 const APT_PACKAGES: &[&str] = &[
-    "libhwloc-dev", // hwlocality links hwloc 2.x
-    "libudev-dev",  // hwloc's static deps when linking hwlocality
+    "libhwloc-dev", // hwloc stage: the opt-in `hwloc` feature (hwlocality) links hwloc 2.x
+    "libudev-dev",  // hwloc stage: hwloc's static deps when linking hwlocality
     "libnuma-dev",  // test oracle only (tests/libnuma_oracle.rs)
     "numactl",      // bench runner binds with numactl
     "pkg-config",   // hwlocality's build script finds hwloc with it
@@ -126,10 +126,16 @@ fn stages() -> Vec<Stage> {
             run: stage_asan,
         },
         Stage {
-            name: "no-hwloc",
-            timeout: 600,
+            name: "hwloc",
+            timeout: 900,
             full_only: false,
-            run: stage_no_hwloc,
+            run: stage_hwloc,
+        },
+        Stage {
+            name: "crate",
+            timeout: 900,
+            full_only: false,
+            run: stage_crate,
         },
         Stage {
             name: "loom",
@@ -389,6 +395,7 @@ fn stage_clippy(ctx: &Ctx) -> Result<(), String> {
     )
 }
 
+/// The whole workspace with default features, i.e. without hwloc (the `hwloc` stage adds it).
 fn stage_test(ctx: &Ctx) -> Result<(), String> {
     run(ctx, cargo().args(["test", "--workspace"]))
 }
@@ -559,13 +566,135 @@ fn stage_asan(ctx: &Ctx) -> Result<(), String> {
     )
 }
 
-fn stage_no_hwloc(ctx: &Ctx) -> Result<(), String> {
-    // The QEMU guest binary is static and cannot link hwloc: the sysfs path must stand alone.
+/// The opt-in `hwloc` feature (default builds never link hwloc): the library crates with it
+/// linted, tested (numa adds hwloc vs sysfs vs libnuma) and documented, and a
+/// fresh project that calls `Topology::detect` really links libhwloc — the positive control for
+/// the `crate` stage's "links no hwloc" check.
+fn stage_hwloc(ctx: &Ctx) -> Result<(), String> {
+    let libs = [
+        "-p",
+        "hotslab-numa",
+        "-p",
+        "hotslab-hotplug",
+        "-p",
+        "hotslab",
+    ];
+    let features = ["--features", HWLOC_FEATURES];
+    // Its own target dir: switching the feature on and off in target/ would rebuild everything
+    // between this stage and the others.
+    let target = ["--target-dir", "target/hwloc"];
     run(
         ctx,
-        cargo().args([
-            "test",
-            "--no-default-features",
+        cargo()
+            .arg("clippy")
+            .args(libs)
+            .args(features)
+            .args(target)
+            .args(["--all-targets", "--", "-D", "warnings"]),
+    )?;
+    run(
+        ctx,
+        cargo().arg("test").args(libs).args(features).args(target),
+    )?;
+    run(
+        ctx,
+        cargo()
+            .env("RUSTDOCFLAGS", "-D warnings")
+            .args(["doc", "--no-deps"])
+            .args(libs)
+            .args(features)
+            .args(target),
+    )?;
+    let main = r#"
+fn main() {
+    let t = hotslab::numa::Topology::detect().expect("hwloc topology");
+    let sum: u64 = (0..1000u64).collect::<Vec<_>>().iter().sum();
+    println!("fresh-hwloc nodes={} sum={sum}", t.node_count());
+}
+"#;
+    let project = FreshProject::create(ctx, "fresh-hwloc", &["hwloc"], main)?;
+    let result = (|| {
+        let bin = project.build(ctx)?;
+        let out = capture(&mut Command::new(&bin))?;
+        if !(out.starts_with("fresh-hwloc nodes=") && out.trim_end().ends_with("sum=499500")) {
+            return Err(format!("fresh-hwloc printed {out:?}"));
+        }
+        let needed = needed_libs(&bin)?;
+        println!("   NEEDED: {}", needed.join(" "));
+        if !needed.iter().any(|l| l.starts_with("libhwloc")) {
+            return Err("a binary using Topology::detect does not link libhwloc: the `crate` stage's check would prove nothing".into());
+        }
+        Ok(())
+    })();
+    project.remove();
+    result
+}
+
+/// The `hwloc` feature of each library crate.
+const HWLOC_FEATURES: &str = "hotslab-numa/hwloc,hotslab-hotplug/hwloc,hotslab/hwloc";
+
+/// hotslab as a new user meets it: a fresh cargo project with `hotslab = { path = ... }` (default
+/// features) and `#[global_allocator]` builds offline, runs, is served by hotslab, and links no
+/// libhwloc or libudev; then `cargo doc` is clean with `-D warnings` and the three library crates
+/// package and verify together (`cargo publish --dry-run --workspace`).
+fn stage_crate(ctx: &Ctx) -> Result<(), String> {
+    let main = r#"
+#[global_allocator]
+static A: hotslab::SlabAlloc = hotslab::SlabAlloc::new();
+
+fn main() {
+    let v: Vec<u64> = (0..100_000).collect();
+    let words: Vec<String> = (0..1000).map(|i| format!("w{i}")).collect();
+    let served: u64 = hotslab::default_domain()
+        .expect("default domain")
+        .slabinfo()
+        .iter()
+        .filter(|r| r.name.starts_with("kmalloc-"))
+        .map(|r| r.allocs)
+        .sum();
+    println!(
+        "fresh-user sum={} words={} served={served}",
+        v.iter().sum::<u64>(),
+        words.concat().len()
+    );
+}
+"#;
+    let project = FreshProject::create(ctx, "fresh-user", &[], main)?;
+    let result = (|| {
+        let t = Instant::now();
+        let bin = project.build(ctx)?;
+        println!(
+            "   fresh project built (hotslab and its dependencies from scratch) in {:.1} s",
+            t.elapsed().as_secs_f64()
+        );
+        let out = capture(&mut Command::new(&bin))?;
+        println!("   {}", out.trim_end());
+        check_fresh_output(&out)?;
+        let needed = needed_libs(&bin)?;
+        println!("   NEEDED: {}", needed.join(" "));
+        let ldd = capture(Command::new("ldd").arg(&bin))?;
+        let bad: Vec<&str> = needed
+            .iter()
+            .map(String::as_str)
+            .chain(ldd.lines())
+            .filter(|l| l.contains("hwloc") || l.contains("udev"))
+            .collect();
+        if !bad.is_empty() {
+            return Err(format!("a default-feature binary links {bad:?}"));
+        }
+        println!(
+            "   ldd: {} libraries, none of them hwloc or udev",
+            ldd.lines().count()
+        );
+        Ok(())
+    })();
+    project.remove();
+    result?;
+    run(
+        ctx,
+        cargo().env("RUSTDOCFLAGS", "-D warnings").args([
+            "doc",
+            "--no-deps",
             "-p",
             "hotslab-numa",
             "-p",
@@ -573,7 +702,116 @@ fn stage_no_hwloc(ctx: &Ctx) -> Result<(), String> {
             "-p",
             "hotslab",
         ]),
+    )?;
+    // Packages every publishable member and verifies each against the others' packages in a
+    // local registry (needs the crates.io index, so network). --allow-dirty: a local run may
+    // have uncommitted changes; CI's tree is clean anyway.
+    run(
+        ctx,
+        cargo().args(["publish", "--dry-run", "--workspace", "--allow-dirty"]),
     )
+}
+
+/// `fresh-user sum=4999950000 words=3890 served=N` with N above the allocations it made.
+fn check_fresh_output(out: &str) -> Result<(), String> {
+    let field = |key: &str| -> Option<u64> {
+        out.split_whitespace()
+            .find_map(|w| w.strip_prefix(key))
+            .and_then(|v| v.parse().ok())
+    };
+    let ok = out.starts_with("fresh-user ")
+        && field("sum=") == Some(4_999_950_000)
+        && field("words=") == Some(3890)
+        && field("served=").is_some_and(|n| n >= 1000);
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("the fresh project printed {out:?}"))
+    }
+}
+
+/// A cargo project outside the workspace that depends on `hotslab` by path, as a user's would.
+struct FreshProject {
+    dir: PathBuf,
+    name: String,
+}
+
+impl FreshProject {
+    fn create(ctx: &Ctx, name: &str, features: &[&str], main: &str) -> Result<Self, String> {
+        let dir = env::temp_dir().join(format!("hotslab-{name}-{}", std::process::id()));
+        let io = |e: std::io::Error| format!("{}: {e}", dir.display());
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("src")).map_err(io)?;
+        let features: Vec<String> = features.iter().map(|f| format!("{f:?}")).collect();
+        let manifest = format!(
+            "[package]\nname = {name:?}\nversion = \"0.1.0\"\nedition = \"2021\"\npublish = false\n\n\
+             [dependencies]\nhotslab = {{ path = {:?}, features = [{}] }}\n\n\
+             # Not a member of any workspace above it.\n[workspace]\n",
+            ctx.root.join("slab").display().to_string(),
+            features.join(", ")
+        );
+        std::fs::write(dir.join("Cargo.toml"), manifest).map_err(io)?;
+        std::fs::write(dir.join("src/main.rs"), main).map_err(io)?;
+        // The workspace's lock file pins the versions whose sources are in the registry cache,
+        // so the build works offline; cargo drops the entries this project does not use.
+        std::fs::copy(ctx.root.join("Cargo.lock"), dir.join("Cargo.lock")).map_err(io)?;
+        Ok(FreshProject {
+            dir,
+            name: name.to_string(),
+        })
+    }
+
+    /// Builds the project (release, its own target dir, offline) and returns the binary.
+    fn build(&self, ctx: &Ctx) -> Result<PathBuf, String> {
+        let target = self.dir.join("target");
+        run(
+            ctx,
+            cargo()
+                .current_dir(&self.dir)
+                .env_remove("RUSTFLAGS")
+                .env_remove("CARGO_TARGET_DIR")
+                .args(["build", "--release", "--offline", "--target-dir"])
+                .arg(&target),
+        )?;
+        Ok(target.join("release").join(&self.name))
+    }
+
+    fn remove(&self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Runs a short command to completion and returns its stdout; a failure carries its stderr.
+fn capture(cmd: &mut Command) -> Result<String, String> {
+    let shown = format!("{cmd:?}");
+    let out = cmd
+        .output()
+        .map_err(|e| format!("cannot start {shown}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{shown} exited with {}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim_end()
+        ));
+    }
+    String::from_utf8(out.stdout).map_err(|_| format!("{shown} printed non-UTF-8"))
+}
+
+/// The `NEEDED` entries of an ELF file's dynamic section (`readelf -d`).
+fn needed_libs(bin: &Path) -> Result<Vec<String>, String> {
+    let dynamic = capture(Command::new("readelf").arg("-d").arg(bin))?;
+    let needed: Vec<String> = dynamic
+        .lines()
+        .filter(|l| l.contains("(NEEDED)"))
+        .filter_map(|l| Some(l.split_once('[')?.1.split_once(']')?.0.to_string()))
+        .collect();
+    if needed.is_empty() {
+        return Err(format!(
+            "readelf -d {} shows no NEEDED entries",
+            bin.display()
+        ));
+    }
+    Ok(needed)
 }
 
 fn stage_loom(ctx: &Ctx) -> Result<(), String> {

@@ -127,7 +127,13 @@ impl fmt::Display for UeventError {
 
 impl std::error::Error for UeventError {}
 
-/// Parses one kernel uevent datagram: `action@devpath\0KEY=VALUE\0KEY=VALUE\0...`.
+/// Parses one kernel uevent datagram: `action@devpath\0KEY=VALUE\0KEY=VALUE\0...`. Borrows from
+/// `msg`; allocates nothing. Unknown actions, devices and variables are kept as "other", not errors.
+///
+/// # Errors
+/// [`UeventError::Empty`] for an empty datagram, [`UeventError::Udev`] for a libudev monitor
+/// message (`libudev\0` magic), [`UeventError::NoHeader`] without an `action@devpath` header, and
+/// [`UeventError::Inconsistent`] when `ACTION=`/`DEVPATH=` contradict the header.
 ///
 /// ```
 /// use hotslab_hotplug::linux::uevent::{parse, UeventAction, UeventDevice};
