@@ -200,6 +200,17 @@ fn alloc_or_enomem(l: Option<Layout>, zeroed: bool) -> *mut c_void {
 /// Always safe to call; the result is memory the caller owns.
 #[no_mangle]
 pub unsafe extern "C" fn hs_malloc(size: usize) -> *mut c_void {
+    // The fast path makes no system call, so errno needs no saving there.
+    let p = A.malloc_fast(size);
+    if !p.is_null() {
+        return p.cast();
+    }
+    malloc_slow(size)
+}
+
+#[cold]
+#[inline(never)]
+fn malloc_slow(size: usize) -> *mut c_void {
     keep_errno(|| alloc_or_enomem(layout(size, 1), false))
 }
 
@@ -210,7 +221,21 @@ pub unsafe extern "C" fn hs_malloc(size: usize) -> *mut c_void {
 #[no_mangle]
 pub unsafe extern "C" fn hs_free(p: *mut c_void) {
     let p = p.cast::<u8>();
-    if p.is_null() || early::contains(p) {
+    // SAFETY: p is non-null and ours if hotslab handed it out (caller contract); the fast path
+    // only takes a carved object of a slab the caller's heap owns, without a system call.
+    if p.is_null() || unsafe { A.free_fast(p) } {
+        return;
+    }
+    // SAFETY: forwarded.
+    unsafe { free_slow(p) }
+}
+
+/// # Safety
+/// As for [`hs_free`], `p` non-null.
+#[cold]
+#[inline(never)]
+unsafe fn free_slow(p: *mut u8) {
+    if early::contains(p) {
         return; // early blocks are never reused
     }
     // SAFETY: p is ours (caller contract). A pointer hotslab never handed out, an interior

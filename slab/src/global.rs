@@ -324,6 +324,38 @@ impl SlabAlloc {
     }
 }
 
+impl SlabAlloc {
+    /// C `malloc` fast path: a block of at least `size` bytes (16-byte aligned above 8 bytes)
+    /// popped from the calling thread's heap without a lock, a syscall or a call, or null when
+    /// the caller must take the full path (first use, large size, empty slab).
+    #[inline(always)]
+    pub fn malloc_fast(&self, size: usize) -> *mut u8 {
+        if size <= crate::kmalloc::C_SMALL_MAX {
+            crate::heap::kmalloc_fast(crate::kmalloc::c_class(size))
+        } else {
+            ptr::null_mut()
+        }
+    }
+
+    /// C `free` fast path: a carved object of a slab the calling thread's heap owns goes onto
+    /// the slab's local list (with the cheap double-free checks). False when nothing was done
+    /// and the caller must take the full path ([`SlabAlloc::free_checked`]). Never makes a
+    /// system call that could change `errno`.
+    ///
+    /// # Safety
+    /// `p` is non-null and, if hotslab handed it out, not used after this call.
+    #[inline(always)]
+    pub unsafe fn free_fast(&self, p: *mut u8) -> bool {
+        if let crate::kmalloc::Owner::Slab(s) = crate::kmalloc::owner_of(p) {
+            if s.is_carved_object(p) {
+                // SAFETY: p is a carved object start of a registered slab, handed back.
+                return unsafe { crate::heap::free_local(s, p) };
+            }
+        }
+        false
+    }
+}
+
 impl Default for SlabAlloc {
     fn default() -> Self {
         Self::new()

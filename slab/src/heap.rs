@@ -935,6 +935,35 @@ pub(crate) unsafe fn free(s: &Slab, obj: *mut u8) {
     unsafe { free_remote(s, obj) }
 }
 
+/// The local half of [`free`]: true if `obj` went onto the slab's local list (the caller's heap
+/// owns the slab), false if nothing was done.
+///
+/// # Safety
+/// As for [`free`].
+#[inline(always)]
+pub(crate) unsafe fn free_local(s: &Slab, obj: *mut u8) -> bool {
+    let h = crate::tls::get();
+    if h.is_null() {
+        return false;
+    }
+    // SAFETY: heaps are never freed.
+    let heap = unsafe { &*h };
+    heap.busy.store(true, Ordering::Relaxed);
+    light_barrier();
+    let mine =
+        !heap.revoked.load(Ordering::Relaxed) && s.owner.load(Ordering::Relaxed) == h as usize;
+    if mine {
+        // SAFETY: s is owned by our heap and we are not revoked: its private lists are ours.
+        let r = unsafe { s.push_local(obj) };
+        if r != AfterFree::Done {
+            // SAFETY: still inside the busy section, as the owner.
+            unsafe { after_local_free(s, r) };
+        }
+    }
+    heap.busy.store(false, Ordering::Release);
+    mine
+}
+
 /// A free into a slab the caller's heap does not own.
 ///
 /// # Safety
@@ -971,6 +1000,8 @@ unsafe fn after_local_free(s: &Slab, r: AfterFree) {
         AfterFree::Empty if s.queue.get() == HeapQueue::Avail && tc.avail.len() > 1 => {
             // An empty slab beyond the current one and one spare: back to the part (taking its
             // list lock inside the busy section is safe: its holders never wait for a heap).
+            // Giving memory back may make a system call: errno stays as the caller left it.
+            let _e = crate::mem::KeepErrno::new();
             // SAFETY: s is on our avail queue, owned by us.
             unsafe {
                 tc.avail.remove(sp);

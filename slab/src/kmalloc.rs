@@ -126,6 +126,46 @@ static SMALL_CLASS: [u8; SMALL_MAX / 8 + 1] = {
     t
 };
 
+/// Largest size the C fast path ([`c_class`]) serves.
+pub(crate) const C_SMALL_MAX: usize = SMALL_MAX;
+
+/// Class of a C `malloc(size)` for sizes up to [`C_SMALL_MAX`], in 8-byte steps: blocks above
+/// 8 bytes are 16-byte aligned (glibc's guarantee), so sizes round up to 16 and a class whose
+/// size is not a multiple of 16 is skipped.
+static C_CLASS: [u8; SMALL_MAX / 8 + 1] = {
+    let mut t = [0u8; SMALL_MAX / 8 + 1];
+    let mut i = 0;
+    while i < t.len() {
+        let size = i * 8;
+        let c = if size <= 8 {
+            0
+        } else {
+            let s16 = (size + 15) & !15;
+            let c = match class_of(s16) {
+                Some(c) => c,
+                None => 0,
+            };
+            if class_size(c) % 16 == 0 {
+                c
+            } else {
+                match class_of(s16.next_power_of_two()) {
+                    Some(c) => c,
+                    None => 0,
+                }
+            }
+        };
+        t[i] = c as u8;
+        i += 1;
+    }
+    t
+};
+
+/// The class of a C `malloc(size)`, `size <= C_SMALL_MAX`.
+#[inline(always)]
+pub(crate) fn c_class(size: usize) -> usize {
+    C_CLASS[(size + 7) >> 3] as usize
+}
+
 /// The class for a (size, align) request: objects of the class are all `align`-aligned (slab
 /// bases are 64 KiB aligned, so a class whose size is a multiple of `align` qualifies). A table
 /// lookup for small sizes; no division anywhere.
@@ -422,6 +462,18 @@ mod tests {
             }
         }
         assert_eq!(class_for(10, 1 << 18), None);
+    }
+
+    #[test]
+    fn c_classes_are_16_byte_aligned_and_fit() {
+        for size in 0..=C_SMALL_MAX {
+            let c = c_class(size);
+            assert!(class_size(c) >= size.max(1), "size {size}");
+            if size > 8 {
+                assert_eq!(class_size(c) % 16, 0, "size {size}");
+                assert_eq!(Some(c), class_for((size + 15) & !15, 16), "size {size}");
+            }
+        }
     }
 
     #[test]

@@ -319,6 +319,26 @@ pub(crate) unsafe fn src_decommit(src: &PageSource, ptr: NonNull<u8>, len: usize
     }
 }
 
+/// Keeps the calling thread's `errno` across a scope that may make system calls (giving memory
+/// back from inside `free`): C callers must see `errno` unchanged by a successful call.
+pub(crate) struct KeepErrno(libc::c_int);
+
+impl KeepErrno {
+    #[inline]
+    pub(crate) fn new() -> KeepErrno {
+        // SAFETY: __errno_location returns the calling thread's errno slot.
+        KeepErrno(unsafe { *libc::__errno_location() })
+    }
+}
+
+impl Drop for KeepErrno {
+    #[inline]
+    fn drop(&mut self) {
+        // SAFETY: as in new.
+        unsafe { *libc::__errno_location() = self.0 };
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -472,3 +492,4 @@ mod tests {
         assert!(os_map(4096, 3).is_null());
     }
 }
+
