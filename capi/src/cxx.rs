@@ -17,7 +17,7 @@
 use core::ffi::{c_char, c_void, CStr};
 use core::ptr;
 
-use crate::{die, hs_aligned_alloc, hs_free, hs_malloc};
+use crate::{die, free_impl, hs_aligned_alloc, malloc_impl};
 
 /// `std::align_val_t` (an enum class over `size_t`).
 type AlignVal = usize;
@@ -35,7 +35,7 @@ fn sym(name: &CStr) -> *mut c_void {
 fn try_alloc(size: usize, align: usize) -> *mut c_void {
     if align <= 8 {
         // SAFETY: always safe.
-        unsafe { hs_malloc(size) }
+        malloc_impl(size)
     } else if align.is_power_of_two() {
         // SAFETY: always safe.
         unsafe { hs_aligned_alloc(align, size) }
@@ -113,7 +113,7 @@ fn throw_bad_alloc() -> ! {
 #[inline(always)]
 fn delete(p: *mut c_void) {
     // SAFETY: C++ hands `delete` only what `new` returned (or null).
-    unsafe { hs_free(p) }
+    unsafe { free_impl(p) }
 }
 
 /// `operator new(size_t)`.

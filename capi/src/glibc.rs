@@ -22,8 +22,8 @@ use core::ffi::{c_int, c_void};
 use core::fmt::{self, Write};
 
 use crate::{
-    hs_calloc, hs_free, hs_malloc, hs_memalign, hs_pvalloc, hs_realloc, hs_valloc, restore_errno,
-    set_errno,
+    free_impl, hs_calloc, hs_memalign, hs_pvalloc, hs_realloc, hs_valloc, malloc_impl,
+    restore_errno, set_errno,
 };
 
 /// See `malloc`.
@@ -33,7 +33,7 @@ use crate::{
 #[no_mangle]
 pub unsafe extern "C" fn __libc_malloc(size: usize) -> *mut c_void {
     // SAFETY: forwarded.
-    unsafe { hs_malloc(size) }
+    malloc_impl(size)
 }
 
 /// See `free`.
@@ -43,7 +43,7 @@ pub unsafe extern "C" fn __libc_malloc(size: usize) -> *mut c_void {
 #[no_mangle]
 pub unsafe extern "C" fn __libc_free(p: *mut c_void) {
     // SAFETY: forwarded.
-    unsafe { hs_free(p) }
+    unsafe { free_impl(p) }
 }
 
 /// See `calloc`.
@@ -103,7 +103,7 @@ pub unsafe extern "C" fn __libc_pvalloc(size: usize) -> *mut c_void {
 #[no_mangle]
 pub unsafe extern "C" fn cfree(p: *mut c_void) {
     // SAFETY: forwarded.
-    unsafe { hs_free(p) }
+    unsafe { free_impl(p) }
 }
 
 /// `malloc_trim`: gives back every empty slab (all caches of the default domain; each thread

@@ -200,6 +200,13 @@ fn alloc_or_enomem(l: Option<Layout>, zeroed: bool) -> *mut c_void {
 /// Always safe to call; the result is memory the caller owns.
 #[no_mangle]
 pub unsafe extern "C" fn hs_malloc(size: usize) -> *mut c_void {
+    malloc_impl(size)
+}
+
+/// The body of `malloc` and `hs_malloc` (inlined into each, so neither calls the other through
+/// the PLT).
+#[inline(always)]
+pub(crate) fn malloc_impl(size: usize) -> *mut c_void {
     // The fast path makes no system call, so errno needs no saving there.
     let p = A.malloc_fast(size);
     if !p.is_null() {
@@ -220,6 +227,16 @@ fn malloc_slow(size: usize) -> *mut c_void {
 /// `p` is null or a live block from this allocator, not used afterwards.
 #[no_mangle]
 pub unsafe extern "C" fn hs_free(p: *mut c_void) {
+    // SAFETY: forwarded.
+    unsafe { free_impl(p) }
+}
+
+/// The body of `free` and `hs_free`.
+///
+/// # Safety
+/// As for [`hs_free`].
+#[inline(always)]
+pub(crate) unsafe fn free_impl(p: *mut c_void) {
     let p = p.cast::<u8>();
     // SAFETY: p is non-null and ours if hotslab handed it out (caller contract); the fast path
     // only takes a carved object of a slab the caller's heap owns, without a system call.
@@ -268,11 +285,11 @@ pub unsafe extern "C" fn hs_realloc(p: *mut c_void, size: usize) -> *mut c_void 
     let p = p.cast::<u8>();
     if p.is_null() {
         // SAFETY: always safe.
-        return unsafe { hs_malloc(size) };
+        return malloc_impl(size);
     }
     if size == 0 {
         // SAFETY: forwarded contract.
-        unsafe { hs_free(p.cast()) };
+        unsafe { free_impl(p.cast()) };
         return ptr::null_mut();
     }
     // SAFETY: forwarded contract.
@@ -284,7 +301,7 @@ pub unsafe extern "C" fn hs_realloc(p: *mut c_void, size: usize) -> *mut c_void 
 unsafe fn realloc_inner(p: *mut u8, size: usize) -> *mut c_void {
     if early::contains(p) {
         // SAFETY: always safe.
-        let q = unsafe { hs_malloc(size) }.cast::<u8>();
+        let q = malloc_impl(size).cast::<u8>();
         if !q.is_null() {
             // SAFETY: p is an early block of its recorded size; q has room for `size` bytes.
             unsafe { ptr::copy_nonoverlapping(p, q, early::size_of(p).min(size)) };
@@ -440,7 +457,7 @@ pub unsafe extern "C" fn hs_malloc_usable_size(p: *mut c_void) -> usize {
 #[no_mangle]
 pub unsafe extern "C" fn hs_free_sized(p: *mut c_void, _size: usize) {
     // SAFETY: forwarded contract.
-    unsafe { hs_free(p) }
+    unsafe { free_impl(p) }
 }
 
 /// `free_aligned_sized` (C23): frees `p` from an aligned allocation.
@@ -450,7 +467,7 @@ pub unsafe extern "C" fn hs_free_sized(p: *mut c_void, _size: usize) {
 #[no_mangle]
 pub unsafe extern "C" fn hs_free_aligned_sized(p: *mut c_void, _align: usize, _size: usize) {
     // SAFETY: forwarded contract.
-    unsafe { hs_free(p) }
+    unsafe { free_impl(p) }
 }
 
 /// Writes the slabinfo table of the default domain to `fd` (what `HOTSLAB_STATS` prints at
@@ -476,7 +493,7 @@ pub unsafe extern "C" fn hs_print_stats(fd: c_int) -> c_int {
 #[no_mangle]
 pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
     // SAFETY: forwarded.
-    unsafe { hs_malloc(size) }
+    malloc_impl(size)
 }
 
 /// See [`hs_free`].
@@ -486,7 +503,7 @@ pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
 #[no_mangle]
 pub unsafe extern "C" fn free(p: *mut c_void) {
     // SAFETY: forwarded.
-    unsafe { hs_free(p) }
+    unsafe { free_impl(p) }
 }
 
 /// See [`hs_calloc`].

@@ -388,12 +388,12 @@ impl Slab {
         crate::asan::poison_free_object(obj, self.stride, self.freeptr_off);
         self.local_free.set(obj);
         self.frees.add(1);
-        if self.queue.get() == HeapQueue::Full {
-            AfterFree::Unfull
-        } else if self.frees.get() == self.allocs.get() {
-            AfterFree::Empty
-        } else {
-            AfterFree::Done
+        // The current slab (on no queue) needs nothing: it stays current, empty or not.
+        match self.queue.get() {
+            HeapQueue::None => AfterFree::Done,
+            HeapQueue::Full => AfterFree::Unfull,
+            HeapQueue::Avail if self.frees.get() == self.allocs.get() => AfterFree::Empty,
+            HeapQueue::Avail => AfterFree::Done,
         }
     }
 

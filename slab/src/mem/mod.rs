@@ -492,4 +492,3 @@ mod tests {
         assert!(os_map(4096, 3).is_null());
     }
 }
-
