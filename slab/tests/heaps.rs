@@ -14,6 +14,9 @@ static A: SlabAlloc = SlabAlloc::new();
 /// The tests count heaps process-wide: they run one at a time.
 static SERIAL: Mutex<()> = Mutex::new(());
 
+/// A block and the seed its contents were made from.
+type Seeded = (usize, Vec<u64>);
+
 /// Fills a fresh vector with a pattern derived from `seed` and checks it back later.
 fn block(seed: usize, len: usize) -> Vec<u64> {
     (0..len).map(|i| (seed * 7919 + i) as u64).collect()
@@ -82,7 +85,7 @@ fn memory_does_not_grow_across_thread_replacement_with_cross_thread_frees() {
     let domain = hotslab::default_domain().expect("default domain");
     // Blocks made by one round's threads and freed by the next round's (cross-thread frees into
     // slabs whose heap has exited).
-    let handoff: Arc<Mutex<Vec<(usize, Vec<u64>)>>> = Arc::new(Mutex::new(Vec::new()));
+    let handoff: Arc<Mutex<Vec<Seeded>>> = Arc::new(Mutex::new(Vec::new()));
     let mut committed = Vec::with_capacity(ROUNDS);
     for round in 0..ROUNDS {
         let (tx, rx) = mpsc::channel();
@@ -92,7 +95,7 @@ fn memory_does_not_grow_across_thread_replacement_with_cross_thread_frees() {
                 let tx = tx.clone();
                 std::thread::spawn(move || {
                     // Free what the previous round left: remote frees into abandoned slabs.
-                    let inherited: Vec<(usize, Vec<u64>)> = {
+                    let inherited: Vec<Seeded> = {
                         let mut g = handoff.lock().unwrap();
                         let n = g.len() / THREADS + 1;
                         let at = g.len().saturating_sub(n);
