@@ -376,6 +376,24 @@ impl CacheInner {
         self.debug.load(Ordering::Relaxed) != 0
     }
 
+    /// Sets the debug flags new slabs get. Turning debug mode on takes every heap's slabs of this
+    /// cache back, so that the next allocation of every thread takes the slow path, which serves
+    /// it from a debug slab.
+    pub fn set_debug(&self, flags: DebugFlags) -> Result<(), CacheError> {
+        // slab_mutex serialises with destroy (which revokes under it too).
+        let _reg = self.domain().registry();
+        if self.is_dead() {
+            return Err(CacheError::Destroyed);
+        }
+        let old = self.debug.swap(flags.bits() as usize, Ordering::SeqCst);
+        if old == 0 && !flags.is_empty() {
+            for tc in self.thread_caches() {
+                thread::revoke(self, tc);
+            }
+        }
+        Ok(())
+    }
+
     /// Makes a new slab on `part`'s node and puts it on the empty list. Called with the part's
     /// list lock held (the arena and metadata locks are leaves below it).
     pub fn new_slab(&self, part: &NodePart, lists: &mut PartLists) -> Option<*mut Slab> {
@@ -819,7 +837,7 @@ impl KmemCache {
     /// ```
     pub fn set_debug(&self, flags: DebugFlags) -> Result<(), CacheError> {
         let c = self.live()?;
-        debug::set_cache_debug(c, flags)
+        c.set_debug(flags)
     }
 
     /// The debug flags new slabs get (`DebugFlags::NONE` when debug mode is off).

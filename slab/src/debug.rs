@@ -21,9 +21,7 @@ use core::ptr;
 
 use hotslab_numa::NodeId;
 
-use crate::cache::{CacheError, CacheInner};
-use crate::domain::SlabDomain;
-use crate::heap as thread;
+use crate::cache::CacheInner;
 use crate::node::{NodePart, PartLists, PartState};
 use crate::slab::{geometry, ListKind, Slab, SlabGeometry, SlotDebug};
 use crate::stats::FixedWriter;
@@ -149,47 +147,6 @@ pub(crate) fn new_secret(salt: usize) -> usize {
 
 // ---- switching ---------------------------------------------------------------------------------
 
-/// Sets `c`'s debug flags. Turning debug mode on revokes every thread cache's slab, so that the
-/// next allocation of every thread takes the slow path, which serves it from a debug slab.
-pub(crate) fn set_cache_debug(c: &CacheInner, flags: DebugFlags) -> Result<(), CacheError> {
-    // slab_mutex serialises with destroy (which revokes under it too).
-    let _reg = c.domain().registry();
-    if c.is_dead() {
-        return Err(CacheError::Destroyed);
-    }
-    let old = c.debug.swap(flags.bits() as usize, Ordering::SeqCst);
-    if old == 0 && !flags.is_empty() {
-        for tc in c.thread_caches() {
-            thread::revoke(c, tc);
-        }
-    }
-    Ok(())
-}
-
-impl SlabDomain {
-    /// Switches debug mode for every kmalloc cache of this domain (see
-    /// [`KmemCache::set_debug`](crate::KmemCache::set_debug)).
-    pub fn set_kmalloc_debug(&self, flags: DebugFlags) {
-        for slot in self.kmalloc.iter() {
-            let c = slot.load(std::sync::atomic::Ordering::Acquire);
-            if !c.is_null() {
-                // SAFETY: kmalloc caches live as long as the domain and are never destroyed.
-                let _ = set_cache_debug(unsafe { &*c }, flags);
-            }
-        }
-    }
-
-    /// The debug flags of this domain's kmalloc caches (those of the first one).
-    pub fn kmalloc_debug(&self) -> DebugFlags {
-        let c = self.kmalloc[0].load(std::sync::atomic::Ordering::Acquire);
-        if c.is_null() {
-            return DebugFlags::NONE;
-        }
-        // SAFETY: as above.
-        DebugFlags::from_bits(unsafe { (*c).debug.load(Ordering::Relaxed) } as u32)
-    }
-}
-
 // ---- slot access -------------------------------------------------------------------------------
 
 /// Whether `p` is the object address of a slot of debug slab `s`.
@@ -312,16 +269,17 @@ unsafe fn poison(s: &Slab, obj: *mut u8) {
 // ---- allocation and free -------------------------------------------------------------------------
 
 /// Allocates one object from a debug slab of `c` (slow path of every allocation while `c` is in
-/// debug mode). Null when out of memory or the cache is dead.
-pub(crate) fn alloc(c: &CacheInner, want: Option<NodeId>) -> *mut u8 {
+/// debug mode). Null when out of memory or the cache is dead; `None` when debug mode was
+/// switched off meanwhile (the caller's normal path serves).
+pub(crate) fn alloc(c: &CacheInner, want: Option<NodeId>) -> Option<*mut u8> {
     let bits = c.debug.load(Ordering::Acquire) as u32;
     if bits == 0 {
-        // Debug mode was switched off meanwhile: the normal paths serve.
-        return match want {
-            None => thread::alloc(c),
-            Some(n) => thread::alloc_node(c, n),
-        };
+        return None;
     }
+    Some(alloc_on(c, want, bits))
+}
+
+fn alloc_on(c: &CacheInner, want: Option<NodeId>, bits: u32) -> *mut u8 {
     if c.is_dead() {
         return ptr::null_mut();
     }
@@ -606,7 +564,7 @@ pub(crate) fn report(cache: Option<&str>, addr: usize, what: fmt::Arguments<'_>)
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{CacheConfig, CacheFlags};
+    use crate::{CacheConfig, CacheError, CacheFlags, SlabDomain};
 
     fn domain() -> std::sync::Arc<SlabDomain> {
         SlabDomain::simulated_with(

@@ -1037,7 +1037,9 @@ pub(crate) fn kmalloc_slow(cls: usize) -> *mut u8 {
 fn alloc_slow(cache: &CacheInner, want: Option<NodeId>) -> *mut u8 {
     if cache.debug_on() {
         // Debug slabs are never owned by a heap: every allocation comes back here.
-        return crate::debug::alloc(cache, want);
+        if let Some(p) = crate::debug::alloc(cache, want) {
+            return p;
+        }
     }
     let Some(heap) = heap_or_create() else {
         return alloc_direct(cache, want);
@@ -1293,7 +1295,9 @@ fn alloc_direct(cache: &CacheInner, want: Option<NodeId>) -> *mut u8 {
         return ptr::null_mut();
     }
     if cache.debug_on() {
-        return crate::debug::alloc(cache, want);
+        if let Some(p) = crate::debug::alloc(cache, want) {
+            return p;
+        }
     }
     let start = want.unwrap_or_else(|| cache.domain().local_node());
     let mut order = [NodeId::new(0); 64];

@@ -235,6 +235,30 @@ pub enum FreeError {
 }
 
 impl SlabDomain {
+    /// Switches debug mode for every kmalloc cache of this domain (see
+    /// [`KmemCache::set_debug`](crate::KmemCache::set_debug)).
+    pub fn set_kmalloc_debug(&self, flags: crate::DebugFlags) {
+        for slot in self.kmalloc.iter() {
+            let c = slot.load(std::sync::atomic::Ordering::Acquire);
+            if !c.is_null() {
+                // SAFETY: kmalloc caches live as long as the domain and are never destroyed.
+                let _ = unsafe { &*c }.set_debug(flags);
+            }
+        }
+    }
+
+    /// The debug flags of this domain's kmalloc caches (those of the first one).
+    pub fn kmalloc_debug(&self) -> crate::DebugFlags {
+        let c = self.kmalloc[0].load(std::sync::atomic::Ordering::Acquire);
+        if c.is_null() {
+            return crate::DebugFlags::NONE;
+        }
+        // SAFETY: as above.
+        crate::DebugFlags::from_bits(unsafe {
+            (*c).debug.load(std::sync::atomic::Ordering::Relaxed)
+        } as u32)
+    }
+
     /// Allocates `size` bytes aligned to `align` (a power of two), preferring `node`.
     /// Null on failure (including sizes near `isize::MAX` and alignments over 1 GiB).
     #[inline]

@@ -7,19 +7,47 @@
 //! shrink run under the online-mems read side so that a node coming online or going offline
 //! can never leave a cache without a part for it.
 //!
+//! ## Layers (each file may call only the layers above it in this table)
+//!
+//! | layer | files | owns |
+//! |---|---|---|
+//! | memory | `mem/` (arena, meta, pagemap, large) | node-bound spans, metadata, the page map, large objects |
+//! | slab | `slab.rs`, `debug.rs` (a variant of a slab: red zones, poison, hardened freelist) | one span carved into objects; its three freelists and counters |
+//! | node part | `node.rs` | a cache's slabs on one node (lists under the list lock), part lifecycle |
+//! | cache | `cache.rs` | `KmemCache`: layout, parts, slab creation, settling, statistics |
+//! | heap | `heap.rs`, `tls.rs` | per-thread heaps: ownership, fast paths, refill, revocation, exit |
+//! | domain | `domain.rs`, `hotplug.rs`, `fork.rs`, `race.rs`, `linux.rs` | the cache registry, locking modes, the hotplug notifier, fork |
+//! | kmalloc | `kmalloc.rs`, `trim.rs` | size classes, kmalloc/kfree/krealloc over a domain |
+//! | global allocator | `global.rs`, `knobs.rs`, `report.rs`, `stats.rs` | the default domain, `SlabAlloc`, environment knobs |
+//!
+//! Debug slabs are never owned by a heap: the heap's slow path asks `debug.rs` for an object
+//! while a cache is in debug mode, and `debug.rs` never calls up into the heap.
+//!
+//! ## Ownership (the heap protocol, see `heap.rs`)
+//!
+//! Every thread has one heap behind one initial-exec TLS word. A slab is either *resting* in
+//! its node part (owner 0, on the part's partial/full/empty list, touched under the part's list
+//! lock) or *owned* by one heap (on the part's `owned` list; its `free` and `local_free` lists
+//! touched only by that heap's thread, or by a revoker after the heap's busy handshake). Frees by
+//! the owner are plain pushes onto `local_free`; frees by anyone else are one CAS onto the slab's
+//! cross-thread list. Destroy, offline and the debug switch revoke a heap's slabs without waiting
+//! for an idle thread (an asymmetric barrier: the owner's fast path pays a compiler fence, the
+//! revoker a `membarrier`).
+//!
 //! ## Lock order (written once; every function follows it)
 //!
 //! ```text
 //! online-mems (read side, or the hotplug writer)      hotslab_hotplug::OnlineMems
 //!   -> slab_mutex (the domain's cache registry)         SlabDomain::registry
-//!     -> ThreadCache::lock (a thread cache's slow path)  thread.rs
+//!     -> Heap::lock (a heap's slow path, or a revoker)   heap.rs
 //!       -> NodePart::lists (a node part's list lock)     node.rs
-//!         -> NodeArena lock, metadata lock (leaves)      mem/
+//!         -> NodeArena lock, large tier, heap registry, metadata lock (leaves)   mem/, heap.rs
 //! ```
-//! The allocation fast path takes none of them. The hotplug writer holds the online-mems write
-//! side while the notifier chain runs, and the slab notifier takes `slab_mutex`: so nothing may
-//! wait for the online-mems lock while holding `slab_mutex`. A revoker (destroy, offline) never
-//! holds a part's list lock while it waits for a thread cache.
+//! The allocation fast path takes none of them; a heap's busy section (fast path, lock-free
+//! refill) may take a part's list lock, whose holders never wait for a heap. The hotplug writer
+//! holds the online-mems write side while the notifier chain runs, and the slab notifier takes
+//! `slab_mutex`: so nothing may wait for the online-mems lock while holding `slab_mutex`. A
+//! revoker (destroy, offline) never holds a part's list lock while it waits for a heap.
 //!
 //! ## Glossary (kernel name → hotslab)
 //!
@@ -27,7 +55,7 @@
 //! |-------------------------------|-------------------------------------------|
 //! | `struct kmem_cache`           | [`KmemCache`] (handle) / `cache::CacheInner` |
 //! | `struct kmem_cache_node`      | `node::NodePart` (a cache's per-node part) |
-//! | `struct kmem_cache_cpu`       | `thread::ThreadCache` (per thread, not per CPU) |
+//! | `struct kmem_cache_cpu`       | `heap::ThreadCache` (per thread and cache, inside the thread's `heap::Heap`) |
 //! | `struct slab`                 | `slab::Slab` (descriptor kept off the object memory) |
 //! | `slab_caches`, `slab_mutex`   | [`SlabDomain`]'s registry                 |
 //! | `get_online_mems()`           | `OnlineMems::read()` (crate `hotslab-hotplug`) |
