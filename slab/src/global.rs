@@ -427,8 +427,14 @@ unsafe impl GlobalAlloc for SlabAlloc {
         // SAFETY: forwarded contract.
         let p = unsafe { self.alloc(layout) };
         if !p.is_null() && !in_boot(p) {
-            // Large spans are fresh or decommitted, hence zero already.
-            if let crate::kmalloc::Owner::Slab(_) = crate::kmalloc::owner_of(p) {
+            let zero = match crate::kmalloc::owner_of(p) {
+                crate::kmalloc::Owner::Slab(_) => true,
+                // Large spans are fresh or decommitted (zero already), unless reused committed.
+                // SAFETY: p is a live large object we just allocated.
+                crate::kmalloc::Owner::Large => unsafe { crate::kmalloc::LARGE.needs_zeroing(p) },
+                crate::kmalloc::Owner::Foreign => false,
+            };
+            if zero {
                 // SAFETY: p is valid for layout.size() bytes.
                 unsafe { ptr::write_bytes(p, 0, layout.size()) };
             }

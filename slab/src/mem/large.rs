@@ -24,9 +24,28 @@ pub const TAG_MASK: usize = 0b111;
 /// Capacity of the span cache (all nodes together).
 pub const CACHE_SLOTS: usize = 64;
 /// At most this many cached mappings per node.
-pub const CACHE_PER_NODE: usize = 8;
-/// Only mappings up to this length are cached.
+pub const CACHE_PER_NODE: usize = 16;
+/// Only mappings up to this length are cached decommitted.
 pub const CACHE_MAX_SPAN: usize = 4 << 20;
+/// Freed mappings up to this length are first cached *committed* ("dirty"): a reuse soon after
+/// costs no system call and no page fault. They are decommitted once idle for
+/// [`DIRTY_DELAY_MS`] (and unmapped if longer than [`CACHE_MAX_SPAN`]).
+pub const DIRTY_MAX_SPAN: usize = 64 << 20;
+/// At most this many bytes of dirty mappings are cached.
+pub const DIRTY_BUDGET: usize = 128 << 20;
+/// Idle time after which a dirty cached mapping is decommitted (checked whenever the tier is used).
+pub const DIRTY_DELAY_MS: u64 = 50;
+
+/// A coarse monotonic clock in milliseconds (vDSO, no system call).
+fn now_ms() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: ts is a valid, writable timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
+    ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
+}
 
 /// Why a large-tier operation failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -78,6 +97,8 @@ pub struct LargeDesc {
     size: AtomicUsize,
     align: usize,
     node: Option<NodeId>,
+    /// The mapping came from the dirty cache: its contents are not zero.
+    dirty: bool,
 }
 
 impl LargeDesc {
@@ -119,12 +140,15 @@ impl fmt::Debug for LargeDesc {
     }
 }
 
-/// A cached, decommitted mapping (null `ptr` = empty slot).
+/// A cached mapping (null `ptr` = empty slot): decommitted (reads as zero), or dirty (committed,
+/// old contents, cached at `since` ms).
 #[derive(Clone, Copy)]
 struct Slot {
     ptr: *mut u8,
     len: usize,
     node: Option<NodeId>,
+    dirty: bool,
+    since: u64,
 }
 
 impl Slot {
@@ -132,6 +156,8 @@ impl Slot {
         ptr: ptr::null_mut(),
         len: 0,
         node: None,
+        dirty: false,
+        since: 0,
     };
 }
 
@@ -167,6 +193,8 @@ pub struct LargeTier {
     live_count: AtomicUsize,
     mapped: AtomicUsize,
     cached: AtomicUsize,
+    dirty: AtomicUsize,
+    last_purge: std::sync::atomic::AtomicU64,
     cache_hits: AtomicUsize,
     grow_moves: AtomicUsize,
     grow_copies: AtomicUsize,
@@ -219,6 +247,8 @@ impl LargeTier {
             live_count: AtomicUsize::new(0),
             mapped: AtomicUsize::new(0),
             cached: AtomicUsize::new(0),
+            dirty: AtomicUsize::new(0),
+            last_purge: std::sync::atomic::AtomicU64::new(0),
             cache_hits: AtomicUsize::new(0),
             grow_moves: AtomicUsize::new(0),
             grow_copies: AtomicUsize::new(0),
@@ -256,7 +286,7 @@ impl LargeTier {
         real_node: Option<NodeId>,
     ) -> Result<NonNull<u8>, LargeError> {
         let (map_len, align_eff) = limits(size, align)?;
-        let (base, len) = self.obtain(src, map_len, align_eff, real_node)?;
+        let (base, len, dirty) = self.obtain(src, map_len, align_eff, real_node)?;
         let desc = meta_alloc(Layout::new::<LargeDesc>()).cast::<LargeDesc>();
         if desc.is_null() {
             // SAFETY: the mapping was just obtained and never handed out.
@@ -272,6 +302,7 @@ impl LargeTier {
                 size: AtomicUsize::new(size),
                 align,
                 node: real_node,
+                dirty,
             })
         };
         // `set` stores with Release, so the descriptor written above is visible to any thread that finds it.
@@ -300,7 +331,7 @@ impl LargeTier {
         map_len: usize,
         align_eff: usize,
         node: Option<NodeId>,
-    ) -> Result<(NonNull<u8>, usize), LargeError> {
+    ) -> Result<(NonNull<u8>, usize, bool), LargeError> {
         if let Some(hit) = self.cache_take(map_len, align_eff, node) {
             return Ok(hit);
         }
@@ -312,7 +343,7 @@ impl LargeTier {
             return Err(LargeError::NoMemory);
         }
         self.mapped.fetch_add(span.len, Ordering::Relaxed);
-        Ok((span.ptr, span.len))
+        Ok((span.ptr, span.len, false))
     }
 
     /// Best-fitting cached mapping for the request (same node, aligned, at most twice as long).
@@ -321,11 +352,11 @@ impl LargeTier {
         map_len: usize,
         align_eff: usize,
         node: Option<NodeId>,
-    ) -> Option<(NonNull<u8>, usize)> {
-        if map_len > CACHE_MAX_SPAN || self.cached.load(Ordering::Relaxed) == 0 {
+    ) -> Option<(NonNull<u8>, usize, bool)> {
+        if map_len > DIRTY_MAX_SPAN || self.cached.load(Ordering::Relaxed) == 0 {
             return None;
         }
-        let (ptr, len) = self.with_cache(|cache| {
+        let (ptr, len, dirty) = self.with_cache(|cache| {
             let mut best: Option<usize> = None;
             for (i, s) in cache.iter().enumerate() {
                 let fits = !s.ptr.is_null()
@@ -338,13 +369,16 @@ impl LargeTier {
                 }
             }
             let slot = cache.get_mut(best?)?;
-            let taken = (slot.ptr, slot.len);
+            let taken = (slot.ptr, slot.len, slot.dirty);
             *slot = Slot::EMPTY;
             Some(taken)
         })?;
         self.cached.fetch_sub(len, Ordering::Relaxed);
+        if dirty {
+            self.dirty.fetch_sub(len, Ordering::Relaxed);
+        }
         self.cache_hits.fetch_add(1, Ordering::Relaxed);
-        NonNull::new(ptr).map(|p| (p, len))
+        NonNull::new(ptr).map(|p| (p, len, dirty))
     }
 
     /// Gives a mapping back: decommitted into the span cache if it is small enough and the node has room,
@@ -360,22 +394,22 @@ impl LargeTier {
         len: usize,
         node: Option<NodeId>,
     ) {
+        let now = now_ms();
+        if len <= DIRTY_MAX_SPAN
+            && self.dirty.load(Ordering::Relaxed) + len <= DIRTY_BUDGET
+            && self.put(ptr.as_ptr(), len, node, true, now)
+        {
+            self.dirty.fetch_add(len, Ordering::Relaxed);
+            self.cached.fetch_add(len, Ordering::Relaxed);
+            self.purge_idle(src, now);
+            return;
+        }
+        self.purge_idle(src, now);
         if len <= CACHE_MAX_SPAN && self.with_cache(|c| room(c, node).is_some()) {
             // Decommit before caching, outside the lock (the mapping is exclusively ours).
             // SAFETY: caller contract.
             unsafe { src_decommit(src, ptr, len) };
-            let cached = self.with_cache(|c| match room(c, node) {
-                Some(i) => {
-                    c[i] = Slot {
-                        ptr: ptr.as_ptr(),
-                        len,
-                        node,
-                    };
-                    true
-                }
-                None => false,
-            });
-            if cached {
+            if self.put(ptr.as_ptr(), len, node, false, 0) {
                 self.cached.fetch_add(len, Ordering::Relaxed);
                 return;
             }
@@ -383,6 +417,93 @@ impl LargeTier {
         self.mapped.fetch_sub(len, Ordering::Relaxed);
         // SAFETY: caller contract: a mapping of ours that nobody uses.
         unsafe { src_unmap(src, ptr, len) };
+    }
+
+    /// Puts a mapping in the cache if its node has room.
+    fn put(&self, ptr: *mut u8, len: usize, node: Option<NodeId>, dirty: bool, since: u64) -> bool {
+        self.with_cache(|c| match room(c, node) {
+            Some(i) => {
+                c[i] = Slot {
+                    ptr,
+                    len,
+                    node,
+                    dirty,
+                    since,
+                };
+                true
+            }
+            None => false,
+        })
+    }
+
+    /// Decommits dirty cached mappings idle for longer than [`DIRTY_DELAY_MS`] (at most every
+    /// half delay; the system calls run outside the lock). Long ones are unmapped instead.
+    fn purge_idle(&self, src: &PageSource, now: u64) {
+        if self.dirty.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        let last = self.last_purge.load(Ordering::Relaxed);
+        if now < last + DIRTY_DELAY_MS / 2
+            || self
+                .last_purge
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        self.purge_older(src, now, DIRTY_DELAY_MS);
+    }
+
+    /// Decommits (or unmaps, if long) every dirty cached mapping now: memory given back at once
+    /// (`malloc_trim`, tests). Returns the bytes decommitted or unmapped.
+    pub fn purge(&self, src: &PageSource) -> usize {
+        self.purge_older(src, u64::MAX, 0)
+    }
+
+    fn purge_older(&self, src: &PageSource, now: u64, delay: u64) -> usize {
+        let mut old = [Slot::EMPTY; CACHE_SLOTS];
+        let n = self.with_cache(|c| {
+            let mut n = 0;
+            for s in c.iter_mut() {
+                if !s.ptr.is_null() && s.dirty && now >= s.since.saturating_add(delay) {
+                    old[n] = *s;
+                    n += 1;
+                    *s = Slot::EMPTY;
+                }
+            }
+            n
+        });
+        let mut released = 0;
+        for s in &old[..n] {
+            released += s.len;
+            self.dirty.fetch_sub(s.len, Ordering::Relaxed);
+            self.cached.fetch_sub(s.len, Ordering::Relaxed);
+            let Some(p) = NonNull::new(s.ptr) else {
+                continue;
+            };
+            if s.len <= CACHE_MAX_SPAN {
+                // SAFETY: a cached mapping of ours, taken out of the cache: nobody uses it.
+                unsafe { src_decommit(src, p, s.len) };
+                if self.put(s.ptr, s.len, s.node, false, 0) {
+                    self.cached.fetch_add(s.len, Ordering::Relaxed);
+                    continue;
+                }
+            }
+            self.mapped.fetch_sub(s.len, Ordering::Relaxed);
+            // SAFETY: as above.
+            unsafe { src_unmap(src, p, s.len) };
+        }
+        released
+    }
+
+    /// Whether the large object at `ptr` may hold old data (its mapping was reused committed):
+    /// `calloc` must zero it then.
+    ///
+    /// # Safety
+    /// As for [`LargeTier::usable_size`].
+    pub unsafe fn needs_zeroing(&self, ptr: *mut u8) -> bool {
+        // SAFETY: forwarded.
+        unsafe { self.desc_of(ptr) }.is_ok_and(|d| d.dirty)
     }
 
     /// The live descriptor for `ptr`, checking tag, owner and start address. Returned as a raw pointer
@@ -547,7 +668,7 @@ impl LargeTier {
         let Some(old) = NonNull::new(ptr) else {
             return ptr::null_mut();
         };
-        let Ok((new, len)) = self.obtain(src, new_len, align_eff, node) else {
+        let Ok((new, len, _dirty)) = self.obtain(src, new_len, align_eff, node) else {
             return ptr::null_mut();
         };
         // Register the new start first: if that fails the old object is untouched.
@@ -650,6 +771,8 @@ impl LargeTier {
                 released += s.len;
             }
         }
+        let dirty: usize = taken.iter().filter(|s| s.dirty).map(|s| s.len).sum();
+        self.dirty.fetch_sub(dirty, Ordering::Relaxed);
         self.cached.fetch_sub(released, Ordering::Relaxed);
         self.mapped.fetch_sub(released, Ordering::Relaxed);
         released
@@ -897,7 +1020,17 @@ mod tests {
         assert_eq!(src.maps(), maps, "no new mapping");
         assert_eq!(tier.cache_hits(), 1);
         assert_eq!(tier.cached_bytes(), 0);
-        // Reused memory reads as zero (it was decommitted).
+        // Reused soon, the mapping was still committed: no page fault, but old contents, so a
+        // zeroing allocation must clear it.
+        // SAFETY: q is ours.
+        assert!(unsafe { tier.needs_zeroing(q) });
+        // SAFETY: q is ours; after a purge the cached mapping is decommitted and reads as zero.
+        unsafe { tier.free(&src, q).unwrap() };
+        assert_eq!(tier.purge(&src), 1 << 20);
+        let q = tier.alloc(&src, (1 << 20) - 5000, 8, None);
+        assert_eq!(q, p, "the decommitted mapping is reused");
+        // SAFETY: q is ours.
+        assert!(!unsafe { tier.needs_zeroing(q) });
         assert!(is_zero(q, 1 << 20));
         // A much smaller request does not take a big cached mapping; another node's mappings are not used.
         // SAFETY: q is ours.
@@ -934,12 +1067,24 @@ mod tests {
     fn big_objects_are_not_cached() {
         let src = PageSource::new();
         let tier = LargeTier::new();
-        let p = tier.alloc(&src, CACHE_MAX_SPAN + 1, 8, None);
+        let p = tier.alloc(&src, DIRTY_MAX_SPAN + 1, 8, None);
         assert!(!p.is_null());
         // SAFETY: ours.
         unsafe { tier.free(&src, p).unwrap() };
         assert_eq!(tier.cached_bytes(), 0);
         assert_eq!(tier.mapped_bytes(), 0);
+        assert_eq!(src.mapped_bytes(), 0);
+        // Between the two limits: cached committed for a quick reuse, unmapped by the purge.
+        let p = tier.alloc(&src, CACHE_MAX_SPAN + 1, 8, None);
+        // SAFETY: ours.
+        unsafe { tier.free(&src, p).unwrap() };
+        assert!(tier.cached_bytes() > CACHE_MAX_SPAN);
+        let q = tier.alloc(&src, CACHE_MAX_SPAN + 1, 8, None);
+        assert_eq!(q, p, "reused without a new mapping");
+        // SAFETY: ours.
+        unsafe { tier.free(&src, q).unwrap() };
+        assert!(tier.purge(&src) > CACHE_MAX_SPAN);
+        assert_eq!(tier.cached_bytes(), 0);
         assert_eq!(src.mapped_bytes(), 0);
     }
 
@@ -1098,7 +1243,10 @@ mod tests {
         // SAFETY: ours.
         unsafe { tier.free(&src, p).unwrap() };
         assert_eq!(tier.cached_bytes(), len);
-        assert_eq!(resident(p), 0, "a cached mapping holds no RSS");
+        assert_eq!(resident(p), len / page, "freshly cached: still committed");
+        assert_eq!(tier.purge(&src), len);
+        assert_eq!(tier.cached_bytes(), len);
+        assert_eq!(resident(p), 0, "a purged cached mapping holds no RSS");
         assert_eq!(tier.trim_cache(&src), len);
         assert_eq!(src.mapped_bytes(), 0);
     }
