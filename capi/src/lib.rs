@@ -292,6 +292,11 @@ pub unsafe extern "C" fn hs_realloc(p: *mut c_void, size: usize) -> *mut c_void 
         unsafe { free_impl(p.cast()) };
         return ptr::null_mut();
     }
+    // SAFETY: forwarded contract (p is non-null).
+    let q = unsafe { A.realloc_fast(p, size) };
+    if !q.is_null() {
+        return q.cast();
+    }
     // SAFETY: forwarded contract.
     keep_errno(|| unsafe { realloc_inner(p, size) })
 }

@@ -441,7 +441,11 @@ impl CacheInner {
         crate::asan::unpoison(base.as_ptr(), geo.units as usize * mem::UNIT);
         // SAFETY: desc is fresh metadata for one Slab.
         unsafe { desc.write(slab) };
-        if !pagemap::set(base.as_ptr() as usize, geo.units as usize, desc as usize) {
+        if !pagemap::set(
+            base.as_ptr() as usize,
+            geo.units as usize,
+            crate::slab::pagemap_value(desc),
+        ) {
             // SAFETY: desc and base are ours and unpublished.
             unsafe {
                 meta_free(desc.cast(), Layout::new::<Slab>());
@@ -541,11 +545,10 @@ impl CacheInner {
     #[cold]
     pub fn remote_emptied(&self, part: &NodePart, obj: *mut u8) {
         let mut lists = part.lock();
-        let v = pagemap::get(obj as usize);
-        if v == 0 || v & mem::TAG_MASK != 0 {
+        let s = crate::slab::slab_of(obj).cast_mut();
+        if s.is_null() {
             return;
         }
-        let s = v as *mut Slab;
         // SAFETY: a registered descriptor is a live slab; under this part's lock a slab of this
         // part cannot be freed or change hands.
         let sr = unsafe { &*s };
@@ -791,12 +794,12 @@ impl KmemCache {
     pub fn free(&self, obj: NonNull<u8>) -> Result<(), CacheError> {
         let c = self.live()?;
         let p = obj.as_ptr();
-        let v = pagemap::get(p as usize);
-        if v == 0 || v & mem::TAG_MASK != 0 {
+        let s = crate::slab::slab_of(p);
+        if s.is_null() {
             return Err(CacheError::ForeignPointer(p as usize));
         }
-        // SAFETY: non-tagged page-map values are slab descriptors, live while registered.
-        let s = unsafe { &*(v as *const Slab) };
+        // SAFETY: slab-tagged page-map values are slab descriptors, live while registered.
+        let s = unsafe { &*s };
         if !ptr::eq(s.cache, c) {
             return Err(CacheError::ForeignPointer(p as usize));
         }
@@ -873,12 +876,12 @@ impl KmemCache {
 
     /// Node of the slab holding `obj`, if it is an object of this cache.
     pub fn node_of(&self, obj: NonNull<u8>) -> Option<NodeId> {
-        let v = pagemap::get(obj.as_ptr() as usize);
-        if v == 0 || v & mem::TAG_MASK != 0 {
+        let s = crate::slab::slab_of(obj.as_ptr());
+        if s.is_null() {
             return None;
         }
-        // SAFETY: non-tagged page-map values are slab descriptors.
-        let s = unsafe { &*(v as *const Slab) };
+        // SAFETY: slab-tagged page-map values are slab descriptors.
+        let s = unsafe { &*s };
         ptr::eq(s.cache, self.inner.as_ptr()).then_some(s.node)
     }
 

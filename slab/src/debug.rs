@@ -455,7 +455,7 @@ pub(crate) unsafe fn free(p: *mut u8) {
 /// # Safety
 /// As for [`free`]; with `may_discard == false` the slab outlives the call.
 unsafe fn free_inner(p: *mut u8, may_discard: bool) {
-    let sp = crate::mem::pagemap::get(p as usize) as *mut Slab;
+    let sp = crate::slab::slab_of(p).cast_mut();
     // SAFETY: p is an object of a registered debug slab, so the page map names its descriptor;
     // this reference is not used once `settle` may free the slab.
     let s = unsafe { &*sp };

@@ -356,6 +356,46 @@ impl SlabAlloc {
     }
 }
 
+impl SlabAlloc {
+    /// C `realloc` fast path for a slab object: in place when the new size still fits its slot
+    /// (and would not fit a class half as big), else a new block from the fast path, a copy, and
+    /// the old block freed. Null when nothing was done and the caller must take the full path
+    /// (large objects, debug slabs, a bad pointer, an empty slab, sizes above 1 KiB). `errno` is
+    /// left alone.
+    ///
+    /// # Safety
+    /// `p` is non-null and, if hotslab handed it out, live and not used again if the result is a
+    /// different non-null pointer.
+    #[inline]
+    pub unsafe fn realloc_fast(&self, p: *mut u8, size: usize) -> *mut u8 {
+        let crate::kmalloc::Owner::Slab(s) = crate::kmalloc::owner_of(p) else {
+            return ptr::null_mut();
+        };
+        if s.dbg.flags != 0 || !s.is_carved_object(p) {
+            return ptr::null_mut();
+        }
+        let usable = s.stride as usize;
+        if size <= usable && size * 2 > usable {
+            return p;
+        }
+        let q = self.malloc_fast(size);
+        if q.is_null() {
+            return q;
+        }
+        // SAFETY: p is live with `usable` bytes, q fresh with at least `size`; distinct blocks.
+        unsafe { ptr::copy_nonoverlapping(p, q, usable.min(size)) };
+        // SAFETY: p is a carved object of s, handed back; a remote free may give memory back
+        // (a system call), so errno is kept around it.
+        unsafe {
+            if !crate::heap::free_local(s, p) {
+                let _e = crate::mem::KeepErrno::new();
+                crate::heap::free(s, p);
+            }
+        }
+        q
+    }
+}
+
 impl Default for SlabAlloc {
     fn default() -> Self {
         Self::new()

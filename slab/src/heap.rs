@@ -913,26 +913,11 @@ pub(crate) fn alloc_node(cache: &CacheInner, nid: NodeId) -> *mut u8 {
 /// yet.
 #[inline(always)]
 pub(crate) unsafe fn free(s: &Slab, obj: *mut u8) {
-    let h = crate::tls::get();
-    if !h.is_null() {
-        // SAFETY: heaps are never freed.
-        let heap = unsafe { &*h };
-        heap.busy.store(true, Ordering::Relaxed);
-        light_barrier();
-        if !heap.revoked.load(Ordering::Relaxed) && s.owner.load(Ordering::Relaxed) == h as usize {
-            // SAFETY: s is owned by our heap and we are not revoked: its private lists are ours.
-            let r = unsafe { s.push_local(obj) };
-            if r != AfterFree::Done {
-                // SAFETY: still inside the busy section, as the owner.
-                unsafe { after_local_free(s, r) };
-            }
-            heap.busy.store(false, Ordering::Release);
-            return;
-        }
-        heap.busy.store(false, Ordering::Release);
-    }
     // SAFETY: forwarded from the caller.
-    unsafe { free_remote(s, obj) }
+    if !unsafe { free_local(s, obj) } {
+        // SAFETY: forwarded from the caller.
+        unsafe { free_remote(s, obj) }
+    }
 }
 
 /// The local half of [`free`]: true if `obj` went onto the slab's local list (the caller's heap
@@ -943,25 +928,27 @@ pub(crate) unsafe fn free(s: &Slab, obj: *mut u8) {
 #[inline(always)]
 pub(crate) unsafe fn free_local(s: &Slab, obj: *mut u8) -> bool {
     let h = crate::tls::get();
-    if h.is_null() {
+    // The owner word may be read before the busy section: a revoker that takes the slab after
+    // this load sets `revoked` first, which the check below sees (module docs).
+    if s.owner.load(Ordering::Relaxed) != h as usize || h.is_null() {
         return false;
     }
     // SAFETY: heaps are never freed.
     let heap = unsafe { &*h };
     heap.busy.store(true, Ordering::Relaxed);
     light_barrier();
-    let mine =
-        !heap.revoked.load(Ordering::Relaxed) && s.owner.load(Ordering::Relaxed) == h as usize;
-    if mine {
-        // SAFETY: s is owned by our heap and we are not revoked: its private lists are ours.
-        let r = unsafe { s.push_local(obj) };
-        if r != AfterFree::Done {
-            // SAFETY: still inside the busy section, as the owner.
-            unsafe { after_local_free(s, r) };
-        }
+    if heap.revoked.load(Ordering::Relaxed) {
+        heap.busy.store(false, Ordering::Release);
+        return false;
+    }
+    // SAFETY: s is owned by our heap and we are not revoked: its private lists are ours.
+    let r = unsafe { s.push_local(obj) };
+    if r != AfterFree::Done {
+        // SAFETY: still inside the busy section, as the owner.
+        unsafe { after_local_free(s, r) };
     }
     heap.busy.store(false, Ordering::Release);
-    mine
+    true
 }
 
 /// A free into a slab the caller's heap does not own.

@@ -13,10 +13,10 @@ use crate::mem::{self, pagemap, LargeTier};
 use crate::slab::Slab;
 
 /// Number of kmalloc size classes.
-pub const NCLASSES: usize = 52;
+pub const NCLASSES: usize = 56;
 
 /// Largest size served by a kmalloc cache; larger requests go to the large-object tier.
-pub const KMALLOC_MAX: usize = 128 * 1024;
+pub const KMALLOC_MAX: usize = 256 * 1024;
 
 /// Names of the kmalloc caches, in class order (as /proc/slabinfo names them).
 pub(crate) const CLASS_NAMES: [&str; NCLASSES] = [
@@ -72,6 +72,10 @@ pub(crate) const CLASS_NAMES: [&str; NCLASSES] = [
     "kmalloc-96k",
     "kmalloc-112k",
     "kmalloc-128k",
+    "kmalloc-160k",
+    "kmalloc-192k",
+    "kmalloc-224k",
+    "kmalloc-256k",
 ];
 
 /// All class sizes, smallest first.
@@ -212,14 +216,13 @@ pub(crate) enum Owner<'a> {
 #[inline(always)]
 pub(crate) fn owner_of<'a>(p: *mut u8) -> Owner<'a> {
     let v = pagemap::get(p as usize);
-    if v == 0 {
-        Owner::Foreign
+    let s = crate::slab::from_pagemap(v);
+    if !s.is_null() {
+        // SAFETY: slab-tagged page-map values are slab descriptors, valid while registered (the
+        // object we were handed keeps its slab registered).
+        Owner::Slab(unsafe { &*s })
     } else if v & mem::TAG_MASK == mem::TAG_LARGE {
         Owner::Large
-    } else if v & mem::TAG_MASK == 0 {
-        // SAFETY: untagged page-map values are slab descriptors, valid while registered (the
-        // object we were handed keeps its slab registered).
-        Owner::Slab(unsafe { &*(v as *const Slab) })
     } else {
         Owner::Foreign
     }

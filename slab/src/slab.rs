@@ -302,30 +302,35 @@ impl Slab {
     }
 
     /// Whether `p` is the address of an object slot of this slab (not interior, inside the span).
-    ///
-    /// Division-free: with `off < 2^20` (a slab spans at most 1 MiB) and `stride <= 2^18`, the
-    /// error of the reciprocal is below 2^-20 while a non-integer quotient is at least 2^-18 away
-    /// from the next integer, so `(off * recip) >> 40` is exactly `off / stride`.
     #[inline(always)]
     pub fn is_object_start(&self, p: *mut u8) -> bool {
-        let off = (p as usize).wrapping_sub(self.base as usize) as u64;
-        if off >= (1 << 20) {
-            return false;
-        }
-        let idx = (off * self.recip) >> RECIP_SHIFT;
-        idx < self.capacity as u64 && idx * self.stride as u64 == off
+        self.slot_index(p).is_some_and(|i| i < self.capacity as u64)
     }
 
     /// Whether `p` is an object slot below the carve mark (an uncarved slot was never handed out,
     /// so freeing it is a bug).
     #[inline(always)]
     pub fn is_carved_object(&self, p: *mut u8) -> bool {
+        self.slot_index(p)
+            .is_some_and(|i| i < self.bump.get() as u64)
+    }
+
+    /// The index of the slot starting at `p`, or `None` if `p` is not a slot start of this span.
+    ///
+    /// One multiplication, no division: with `off < 2^20` (a slab spans at most 1 MiB),
+    /// `stride <= 2^18` and `recip = ceil(2^40 / stride) = (2^40 + e) / stride` (`0 <= e < stride`),
+    /// `off * recip = k * 2^40 + k * e + r * recip` for `off = k * stride + r`. For a slot start
+    /// (`r = 0`) the low 40 bits are `k * e < 2^20`; otherwise they are at least
+    /// `recip >= 2^22` and below `2^40` (no carry: `r * recip + k * e < 2^40 - 2^22 + 2^18 + 2^20`).
+    /// So the low 40 bits tell a slot start, and the high bits are `k`.
+    #[inline(always)]
+    fn slot_index(&self, p: *mut u8) -> Option<u64> {
         let off = (p as usize).wrapping_sub(self.base as usize) as u64;
         if off >= (1 << 20) {
-            return false;
+            return None;
         }
-        let idx = (off * self.recip) >> RECIP_SHIFT;
-        idx < self.bump.get() as u64 && idx * self.stride as u64 == off
+        let t = off * self.recip;
+        (t & ((1 << RECIP_SHIFT) - 1) < (1 << 20)).then_some(t >> RECIP_SHIFT)
     }
 
     /// Owner only: carves up to `n` never-used objects onto the pop list, running the
@@ -518,6 +523,28 @@ impl Slab {
     pub fn has_remote(&self) -> bool {
         self.xthread.load(Ordering::Relaxed) != 0
     }
+}
+
+/// The page-map value of a slab descriptor.
+#[inline]
+pub(crate) fn pagemap_value(s: *const Slab) -> usize {
+    s as usize | crate::mem::TAG_SLAB
+}
+
+/// The slab descriptor a page-map value names, or null if it names none.
+#[inline(always)]
+pub(crate) fn from_pagemap(v: usize) -> *const Slab {
+    if v & crate::mem::TAG_MASK == crate::mem::TAG_SLAB {
+        (v & !crate::mem::TAG_MASK) as *const Slab
+    } else {
+        ptr::null()
+    }
+}
+
+/// The slab holding address `p` (page-map lookup; `p` is never dereferenced), or null.
+#[inline(always)]
+pub(crate) fn slab_of(p: *mut u8) -> *const Slab {
+    from_pagemap(crate::mem::pagemap::get(p as usize))
 }
 
 /// The count half of a packed remote word.

@@ -9,7 +9,7 @@ pub mod meta;
 pub mod pagemap;
 
 pub use arena::{ArenaError, NodeArena, CHUNK, CHUNK_UNITS};
-pub use large::{LargeDesc, LargeError, LargeTier, TAG_LARGE, TAG_MASK};
+pub use large::{LargeDesc, LargeError, LargeTier, TAG_LARGE, TAG_MASK, TAG_SLAB};
 pub use meta::{meta_alloc, meta_bytes, meta_free, meta_lock_for_fork, meta_unlock_after_fork};
 pub use pagemap::{UNIT, UNIT_SHIFT};
 
