@@ -17,8 +17,15 @@ use crate::node::{NodePart, PartLists, PartState};
 use crate::slab::{geometry, ListKind, Slab, SlabGeometry, SlotDebug};
 use crate::sync::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 
-/// Bytes of empty slabs a live part may keep for reuse (see `CacheInner::keep_empty`).
+/// Bytes of empty slabs a live part may keep for reuse when its domain gives memory back at
+/// once (purge delay 0; see `CacheInner::keep_empty`).
 pub const EMPTY_BUDGET: usize = 2 << 20;
+/// Bytes of empty slabs a live part keeps at most while they wait for the purge delay.
+pub const EMPTY_CAP: usize = 64 << 20;
+/// Bytes of empty slabs all parts of the process keep while they wait for the purge delay
+/// (beyond it, and beyond `min_partial` per part, an emptied slab is given back at once): an
+/// idle program holds at most this much committed memory it does not use.
+pub const DELAYED_EMPTY_BUDGET: usize = 32 << 20;
 
 /// Largest object a cache may hold (objects above it belong to the large-object tier).
 pub const MAX_OBJECT_SIZE: usize = 256 * 1024;
@@ -468,19 +475,109 @@ impl CacheInner {
     pub unsafe fn discard_slab(&self, part: &NodePart, lists: &mut PartLists, s: *mut Slab) {
         // SAFETY: forwarded from the caller.
         unsafe {
+            let d = self.detach_slab(part, lists, s);
+            self.release_detached(part, d);
+        }
+    }
+
+    /// Takes a resting, empty slab out of its part (lists, page map, counters) so that its
+    /// memory can be given back after the list lock is dropped. Called with the lock held.
+    ///
+    /// # Safety
+    /// As for [`CacheInner::discard_slab`].
+    unsafe fn detach_slab(
+        &self,
+        part: &NodePart,
+        lists: &mut PartLists,
+        s: *mut Slab,
+    ) -> *mut Slab {
+        // SAFETY: forwarded from the caller.
+        unsafe {
             lists.take(s);
             let units = (*s).units as usize;
-            let capacity = (*s).capacity as usize;
-            let base = (*s).base;
             part.fold_gone(&*s);
-            pagemap::clear(base as usize, units);
+            pagemap::clear((*s).base as usize, units);
+            part.total_objects
+                .fetch_sub((*s).capacity as usize, Ordering::Relaxed);
+        }
+        part.nr_slabs.fetch_sub(1, Ordering::Relaxed);
+        s
+    }
+
+    /// Gives a detached slab's memory back (decommit) and frees its descriptor. No lock needed:
+    /// nothing can reach the slab any more.
+    ///
+    /// # Safety
+    /// `s` came from [`CacheInner::detach_slab`] on `part` and is released once.
+    unsafe fn release_detached(&self, part: &NodePart, s: *mut Slab) {
+        // SAFETY: caller contract: the descriptor and its span are ours alone.
+        unsafe {
+            let units = (*s).units as usize;
+            let base = (*s).base;
             meta_free(s.cast(), Layout::new::<Slab>());
             crate::asan::unpoison(base, units * mem::UNIT);
             self.domain()
                 .arena_free(part.node, NonNull::new_unchecked(base), units);
-            part.total_objects.fetch_sub(capacity, Ordering::Relaxed);
         }
-        part.nr_slabs.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// The delay before an empty slab is given back (0: at once, beyond the budget).
+    #[inline]
+    fn purge_delay_ms(&self) -> u64 {
+        self.domain().config.purge_delay.as_millis() as u64
+    }
+
+    /// Gives back, in one batch and outside the part's lock, the empty slabs of `part` that
+    /// have been idle for the purge delay (keeping `min_partial` of them). Cheap when nothing is
+    /// due: one relaxed load. Call with no part lock held.
+    pub fn maybe_purge(&self, part: &NodePart) {
+        let due = part.next_purge.load(std::sync::atomic::Ordering::Relaxed);
+        if due == 0 {
+            return;
+        }
+        let now = mem::now_ms();
+        if now < due {
+            return;
+        }
+        self.purge_part(part, now);
+    }
+
+    /// See [`CacheInner::maybe_purge`]; `now` in ms.
+    #[cold]
+    fn purge_part(&self, part: &NodePart, now: u64) {
+        let delay = self.purge_delay_ms();
+        let mut batch: [*mut Slab; 64] = [ptr::null_mut(); 64];
+        let mut n = 0;
+        {
+            let mut lists = part.lock();
+            // Oldest first: empties are appended at the tail and reused from the tail.
+            while n < batch.len() && lists.empty.len > self.min_partial {
+                let s = lists.empty.head();
+                // SAFETY: list members are valid under the lock.
+                if now < unsafe { (*s).idle_since.get() } + delay {
+                    break;
+                }
+                // SAFETY: s rests on the empty list with nothing in use.
+                batch[n] = unsafe { self.detach_slab(part, &mut lists, s) };
+                n += 1;
+            }
+            let next = if lists.empty.len > self.min_partial {
+                // SAFETY: as above.
+                let oldest = unsafe { (*lists.empty.head()).idle_since.get() };
+                oldest + delay
+            } else {
+                0
+            };
+            part.next_purge
+                .store(next, std::sync::atomic::Ordering::Relaxed);
+            if part.state() == PartState::Draining && lists.nr_slabs() == 0 {
+                self.domain().part_drained(self, part);
+            }
+        }
+        for &s in &batch[..n] {
+            // SAFETY: detached above, released once.
+            unsafe { self.release_detached(part, s) };
+        }
     }
 
     /// Puts a resting slab that is on no list on the right one; frees it if it is empty and the
@@ -490,7 +587,31 @@ impl CacheInner {
         // SAFETY: s is a resting slab of part; we hold the lock, so we act as its owner.
         let sr = unsafe { &*s };
         if sr.in_use() == 0 {
-            if lists.empty.len < self.keep_empty() && part.accepts_new_slabs() {
+            let delay = self.purge_delay_ms();
+            let span = (sr.units as usize) << crate::mem::UNIT_SHIFT;
+            let in_budget = crate::node::EMPTY_BYTES.load(Ordering::Relaxed) + span
+                <= DELAYED_EMPTY_BUDGET
+                || lists.empty.len < self.min_partial;
+            if delay > 0
+                && part.accepts_new_slabs()
+                && lists.empty.len < self.max_empty()
+                && in_budget
+            {
+                // Kept committed for a while: reused soon, or given back by the next purge.
+                let now = mem::now_ms();
+                sr.idle_since.set(now);
+                // SAFETY: s is valid and unlinked.
+                unsafe { lists.put(s, ListKind::Empty) };
+                if lists.empty.len > self.min_partial
+                    && part.next_purge.load(std::sync::atomic::Ordering::Relaxed) == 0
+                {
+                    // SAFETY: the list is not empty.
+                    let oldest = unsafe { (*lists.empty.head()).idle_since.get() };
+                    part.next_purge
+                        .store(oldest + delay, std::sync::atomic::Ordering::Relaxed);
+                }
+            } else if delay == 0 && lists.empty.len < self.keep_empty() && part.accepts_new_slabs()
+            {
                 // SAFETY: s is valid and unlinked.
                 unsafe { lists.put(s, ListKind::Empty) };
             } else {
@@ -544,6 +665,11 @@ impl CacheInner {
     /// waiting for a slow path on this part. A slab reused meanwhile is only re-examined.
     #[cold]
     pub fn remote_emptied(&self, part: &NodePart, obj: *mut u8) {
+        self.remote_emptied_locked(part, obj);
+        self.maybe_purge(part);
+    }
+
+    fn remote_emptied_locked(&self, part: &NodePart, obj: *mut u8) {
         let mut lists = part.lock();
         let s = crate::slab::slab_of(obj).cast_mut();
         if s.is_null() {
@@ -579,6 +705,14 @@ impl CacheInner {
     /// as fit in [`EMPTY_BUDGET`] bytes if that is more. Returning a slab decommits its pages
     /// (`MADV_DONTNEED`), and a batch workload that frees and re-allocates thousands of objects
     /// would otherwise fault every page back in; `shrink` still returns them all.
+    /// Empty slabs a live part keeps at most while they wait for the purge delay
+    /// ([`EMPTY_CAP`] bytes, or `min_partial` slabs if that is more).
+    #[inline]
+    fn max_empty(&self) -> usize {
+        let span = (self.geo.units as usize) << crate::mem::UNIT_SHIFT;
+        self.min_partial.max(EMPTY_CAP / span)
+    }
+
     #[inline]
     fn keep_empty(&self) -> usize {
         let span = (self.geo.units as usize) << crate::mem::UNIT_SHIFT;

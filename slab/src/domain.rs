@@ -68,6 +68,11 @@ pub struct DomainConfig {
     pub drain_timeout: Duration,
     /// Create the kmalloc caches at start (the global domain always does).
     pub kmalloc: bool,
+    /// How long an empty slab stays committed on its part's empty list before it is given back
+    /// (decommitted) in a batch, outside the part's lock. Zero: give back at once, beyond a
+    /// budget of a few empty slabs per part. The process-wide default domain uses 50 ms
+    /// (`HOTSLAB_PURGE_MS`).
+    pub purge_delay: Duration,
 }
 
 impl Default for DomainConfig {
@@ -77,6 +82,7 @@ impl Default for DomainConfig {
             lock_kind: LockKind::Seed,
             drain_timeout: Duration::from_millis(100),
             kmalloc: true,
+            purge_delay: Duration::ZERO,
         }
     }
 }

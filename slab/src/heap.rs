@@ -1134,6 +1134,7 @@ unsafe fn locked_refill(
             };
             let mut got = [ptr::null_mut::<Slab>(); ACQUIRE_BATCH];
             let k = acquire(cache, part, heap, tc, &mut got);
+            cache.maybe_purge(part);
             if k == 0 {
                 continue;
             }
@@ -1207,7 +1208,8 @@ unsafe fn acquire(
     if n > 0 {
         return n;
     }
-    let mut pick = lists.empty.head();
+    // The most recently emptied slab: still warm, while older ones age towards the purge.
+    let mut pick = lists.empty.tail();
     if pick.is_null() {
         // Rotate through full slabs looking for remote frees.
         for _ in 0..core::cmp::min(PART_FULL_SCAN, lists.full.len) {
@@ -1259,20 +1261,23 @@ unsafe fn own(lists: &mut crate::node::PartLists, s: *mut Slab, heap: &Heap, tc:
 pub(crate) unsafe fn release_owned(cache: &CacheInner, s: &Slab) {
     // SAFETY: s.part outlives s.
     let part = unsafe { &*s.part };
-    let mut lists = part.lock();
-    let sp = s as *const Slab as *mut Slab;
-    s.queue.set(HeapQueue::None);
-    // SAFETY: s is on the owned list of this part; we hold the lock.
-    unsafe {
-        lists.take(sp);
-        s.owner.store(0, Ordering::Release);
-        s.tc.store(0, Ordering::Relaxed);
-        s.collect_remote();
+    {
+        let mut lists = part.lock();
+        let sp = s as *const Slab as *mut Slab;
+        s.queue.set(HeapQueue::None);
+        // SAFETY: s is on the owned list of this part; we hold the lock.
+        unsafe {
+            lists.take(sp);
+            s.owner.store(0, Ordering::Release);
+            s.tc.store(0, Ordering::Relaxed);
+            s.collect_remote();
+        }
+        cache.settle(part, &mut lists, sp);
+        if part.take_reap() {
+            cache.reap(part, &mut lists);
+        }
     }
-    cache.settle(part, &mut lists, sp);
-    if part.take_reap() {
-        cache.reap(part, &mut lists);
-    }
+    cache.maybe_purge(part);
 }
 
 /// A thread without a heap (exiting, or out of heap ids): allocate straight from a resting slab
@@ -1299,7 +1304,7 @@ fn alloc_direct(cache: &CacheInner, want: Option<NodeId>) -> *mut u8 {
         }
         let mut s = lists.partial.head();
         if s.is_null() {
-            s = lists.empty.head();
+            s = lists.empty.tail();
         }
         if s.is_null() {
             match cache.new_slab(part, &mut lists) {

@@ -10,6 +10,7 @@
 //! | `HOTSLAB_NODES` | `1`..=128 | a simulated topology of that many nodes over the real ones |
 //! | `HOTSLAB_STATS` | `1` (stderr), or an absolute file path (appended) | slabinfo table at exit |
 //! | `HOTSLAB_DEBUG` | `1`/`all`, or letters `Z` red zones, `P` poison, `H` hardened freelist | debug mode of the kmalloc caches ([`crate::DebugFlags`]) |
+//! | `HOTSLAB_PURGE_MS` | `0`..=60000 (default 50) | how long empty slabs stay committed before they are given back in a batch (0: at once) |
 
 use core::cell::UnsafeCell;
 use std::sync::atomic::{AtomicU32, AtomicU8, AtomicUsize, Ordering};
@@ -28,6 +29,9 @@ static MODE: AtomicU8 = AtomicU8::new(0); // 0 OnlineMems, 1 Legacy, 2 SlabNodes
 static NODES: AtomicUsize = AtomicUsize::new(0); // 0: the real topology
 static STATS: AtomicU8 = AtomicU8::new(STATS_OFF);
 static DEBUG: AtomicU32 = AtomicU32::new(0);
+/// Purge delay of the default domain's empty slabs, in ms.
+pub(crate) const DEFAULT_PURGE_MS: usize = 50;
+static PURGE_MS: AtomicUsize = AtomicUsize::new(DEFAULT_PURGE_MS);
 
 const PATH_MAX: usize = 256;
 
@@ -140,6 +144,12 @@ pub(crate) fn read() {
             _ => say(&[b"hotslab: HOTSLAB_NODES: expected 0..=128; using the real topology\n"]),
         }
     }
+    if let Some(v) = env(b"HOTSLAB_PURGE_MS\0") {
+        match decimal(v) {
+            Some(n) if n <= 60_000 => PURGE_MS.store(n, Ordering::Relaxed),
+            _ => say(&[b"hotslab: HOTSLAB_PURGE_MS: expected 0..=60000; using 50\n"]),
+        }
+    }
     if let Some(v) = env(b"HOTSLAB_DEBUG\0") {
         match parse_debug(v) {
             Some(f) => DEBUG.store(f.bits(), Ordering::Relaxed),
@@ -168,6 +178,7 @@ pub(crate) fn read() {
 
 /// Applies the mode knob to the default domain's settings.
 pub(crate) fn apply(cfg: &mut DomainConfig) {
+    cfg.purge_delay = std::time::Duration::from_millis(PURGE_MS.load(Ordering::Relaxed) as u64);
     cfg.mode = match MODE.load(Ordering::Relaxed) {
         1 => LockingMode::Legacy,
         2 => LockingMode::SlabNodes,

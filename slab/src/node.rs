@@ -60,6 +60,10 @@ impl SlabList {
         self.head
     }
 
+    pub fn tail(&self) -> *mut Slab {
+        self.tail
+    }
+
     /// # Safety
     /// `s` is a valid slab on no list, and the caller holds the owning part's list lock.
     pub unsafe fn push_back(&mut self, s: *mut Slab) {
@@ -140,6 +144,11 @@ impl Iterator for SlabIter {
     }
 }
 
+/// Bytes of slabs on the empty lists of every part of the process (committed memory kept for
+/// reuse): the budget of delayed purging (`CacheInner::settle`).
+pub(crate) static EMPTY_BYTES: std::sync::atomic::AtomicUsize =
+    std::sync::atomic::AtomicUsize::new(0);
+
 /// The lists of a part (guarded by its list lock).
 pub(crate) struct PartLists {
     pub owned: SlabList,
@@ -171,6 +180,12 @@ impl PartLists {
         unsafe {
             (*s).list.set(k);
             self.list_mut(k).push_back(s);
+            if k == ListKind::Empty {
+                EMPTY_BYTES.fetch_add(
+                    ((*s).units as usize) << crate::mem::UNIT_SHIFT,
+                    std::sync::atomic::Ordering::Relaxed,
+                );
+            }
         }
     }
 
@@ -181,6 +196,12 @@ impl PartLists {
         unsafe {
             let k = (*s).list.get();
             self.list_mut(k).remove(s);
+            if k == ListKind::Empty {
+                EMPTY_BYTES.fetch_sub(
+                    ((*s).units as usize) << crate::mem::UNIT_SHIFT,
+                    std::sync::atomic::Ordering::Relaxed,
+                );
+            }
         }
     }
 
@@ -210,6 +231,8 @@ pub struct NodePart {
     pub(crate) total_objects: AtomicUsize,
     /// Remote frees have piled up on resting slabs: the next slow path should reap empties.
     reap: AtomicBool,
+    /// Earliest time (ms) an empty slab of this part is due for purging; 0 when none is.
+    pub(crate) next_purge: std::sync::atomic::AtomicU64,
     /// Allocations and frees counted by slabs of this part that were freed since.
     gone_allocs: std::sync::atomic::AtomicU64,
     gone_frees: std::sync::atomic::AtomicU64,
@@ -233,6 +256,7 @@ impl NodePart {
             nr_slabs: AtomicUsize::new(0),
             total_objects: AtomicUsize::new(0),
             reap: AtomicBool::new(false),
+            next_purge: std::sync::atomic::AtomicU64::new(0),
             gone_allocs: std::sync::atomic::AtomicU64::new(0),
             gone_frees: std::sync::atomic::AtomicU64::new(0),
             offlined: std::sync::atomic::AtomicBool::new(false),

@@ -151,6 +151,8 @@ pub(crate) struct Slab {
     pub prev: Cell<*mut Slab>,
     pub next: Cell<*mut Slab>,
     pub list: Cell<ListKind>,
+    /// When the slab became empty (ms, `mem::now_ms`), while it rests on its part's empty list.
+    pub idle_since: Cell<u64>,
     // ---- immutable, debug slabs only (read off the fast path) --------------------------------
     pub dbg: SlotDebug,
     // ---- shared, written by other threads: its own cache line ---------------------------------
@@ -213,6 +215,7 @@ impl Slab {
             prev: Cell::new(ptr::null_mut()),
             next: Cell::new(ptr::null_mut()),
             list: Cell::new(ListKind::Empty),
+            idle_since: Cell::new(0),
             dbg: SlotDebug::default(),
             xthread: CachePadded::new(AtomicUsize::new(0)),
         }
@@ -244,6 +247,7 @@ impl Slab {
             prev: Cell::new(ptr::null_mut()),
             next: Cell::new(ptr::null_mut()),
             list: Cell::new(ListKind::Empty),
+            idle_since: Cell::new(0),
             dbg: SlotDebug {
                 flags: 0,
                 obj_off: 0,

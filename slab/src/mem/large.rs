@@ -39,16 +39,7 @@ pub const DIRTY_BUDGET: usize = 128 << 20;
 /// Idle time after which a dirty cached mapping is decommitted (checked whenever the tier is used).
 pub const DIRTY_DELAY_MS: u64 = 50;
 
-/// A coarse monotonic clock in milliseconds (vDSO, no system call).
-fn now_ms() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: ts is a valid, writable timespec.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
-    ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
-}
+use super::now_ms;
 
 /// Why a large-tier operation failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -319,6 +319,18 @@ pub(crate) unsafe fn src_decommit(src: &PageSource, ptr: NonNull<u8>, len: usize
     }
 }
 
+/// A coarse monotonic clock in milliseconds (the vDSO's `CLOCK_MONOTONIC_COARSE`: no system
+/// call), for the purge delays of empty slabs and cached large mappings.
+pub(crate) fn now_ms() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: ts is a valid, writable timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
+    ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
+}
+
 /// Keeps the calling thread's `errno` across a scope that may make system calls (giving memory
 /// back from inside `free`): C callers must see `errno` unchanged by a successful call.
 pub(crate) struct KeepErrno(libc::c_int);
