@@ -435,6 +435,7 @@ fn bad_free(p: *mut u8, why: FreeError) -> ! {
         }
         FreeError::Foreign => "free of a pointer hotslab never handed out",
         FreeError::Interior => "free of a pointer into the middle of an object",
+        FreeError::Uncarved => "free of an object slot that was never handed out",
     };
     let cache = match crate::kmalloc::owner_of(p) {
         // SAFETY: slab descriptors name live cache metadata.

@@ -235,6 +235,8 @@ pub enum FreeError {
     Foreign,
     /// The pointer is inside an object, not at its start.
     Interior,
+    /// The pointer is an object slot of a slab that was never handed out.
+    Uncarved,
 }
 
 impl SlabDomain {
@@ -374,7 +376,11 @@ pub(crate) unsafe fn kfree_any(
                 return Ok(());
             }
             if !s.is_carved_object(p) {
-                return Err(FreeError::Interior);
+                return Err(if s.is_object_start(p) {
+                    FreeError::Uncarved
+                } else {
+                    FreeError::Interior
+                });
             }
             // SAFETY: s.cache lives as long as its domain; p is an object start of s.
             unsafe { thread::free(s, p) };

@@ -1,0 +1,117 @@
+//! Misuse that hotslab's default mode stops (issue 13): double frees (of a local freelist head,
+//! of a cross-thread list head), frees of interior pointers, of never-handed-out slots and of
+//! foreign pointers each abort with one line naming what was wrong — checked in child processes
+//! of `tests/programs/misuse.c` under `LD_PRELOAD=libhotslab.so`, with a control case that
+//! makes no mistake.
+
+mod common;
+
+use common::{have, hotslab_so, scratch};
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const SIGABRT: i32 = 6;
+
+fn program() -> Option<PathBuf> {
+    if !have("/usr/bin/cc") {
+        assert!(std::env::var_os("CI").is_none(), "cc is missing under CI");
+        return None;
+    }
+    static EXE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    Some(
+        EXE.get_or_init(|| {
+            let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/programs/misuse.c");
+            let out = scratch("misuse").join("misuse");
+            let cc = Command::new("cc")
+                .args([
+                    "-O0",
+                    "-pthread",
+                    "-Wno-free-nonheap-object",
+                    "-Wno-use-after-free",
+                ])
+                .arg("-o")
+                .arg(&out)
+                .arg(&src)
+                .output()
+                .expect("run cc");
+            assert!(
+                cc.status.success(),
+                "{}",
+                String::from_utf8_lossy(&cc.stderr)
+            );
+            out
+        })
+        .clone(),
+    )
+}
+
+fn run(case: &str) -> Option<(std::process::ExitStatus, String, String)> {
+    let exe = program()?;
+    let out = Command::new(exe)
+        .arg(case)
+        .env("LD_PRELOAD", hotslab_so())
+        .output()
+        .expect("run misuse");
+    Some((
+        out.status,
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
+}
+
+fn expect_abort(case: &str, needle: &str) {
+    let Some((status, stdout, stderr)) = run(case) else {
+        return;
+    };
+    assert_eq!(
+        status.signal(),
+        Some(SIGABRT),
+        "{case}: expected an abort, got {status:?}\nstdout: {stdout}\nstderr: {stderr}"
+    );
+    let lines: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("hotslab:"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{case}: one line from hotslab:\n{stderr}");
+    assert!(
+        lines[0].contains(needle),
+        "{case}: {needle:?} missing: {}",
+        lines[0]
+    );
+}
+
+#[test]
+fn the_control_case_runs_clean() {
+    let Some((status, stdout, stderr)) = run("ok") else {
+        return;
+    };
+    assert!(status.success(), "{status:?} {stderr}");
+    assert_eq!(stdout.trim(), "ok");
+}
+
+#[test]
+fn double_free_of_the_last_freed_object_aborts() {
+    expect_abort("double_free", "double free");
+    expect_abort("double_free_after_reuse_of_others", "double free");
+}
+
+#[test]
+fn double_free_from_another_thread_aborts() {
+    expect_abort("double_free_remote", "double free");
+}
+
+#[test]
+fn interior_pointer_free_aborts() {
+    expect_abort("interior", "middle of an object");
+}
+
+#[test]
+fn free_of_a_never_handed_out_slot_aborts() {
+    expect_abort("uncarved", "slot that was never handed out");
+}
+
+#[test]
+fn foreign_pointer_free_aborts() {
+    expect_abort("foreign", "hotslab never handed out");
+}
