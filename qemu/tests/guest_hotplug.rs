@@ -69,7 +69,7 @@ fn guest_follows_real_memory_hotplug() {
             "survivors_intact.hp-64",
             "survivors_intact.large-2048k",
             "placement.hp-192",
-            "placement.large-256k",
+            "placement.large-512k",
             "fallback.hp-600",
         ] {
             let name = format!("c{c}.{what}");

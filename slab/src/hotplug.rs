@@ -23,7 +23,12 @@ pub(crate) fn handle(d: &SlabDomain, ev: &MemoryNotify) -> Result<(), NotifyErro
             cancel_online(d, nid);
             Ok(())
         }
-        MemoryEvent::Online => Ok(()),
+        MemoryEvent::Online => {
+            // Committed large mappings freed while the node was away may hold pages the kernel
+            // migrated elsewhere: a reuse on the returning node must fault fresh pages.
+            crate::kmalloc::LARGE.decommit_dirty(d.page_source());
+            Ok(())
+        }
         MemoryEvent::GoingOffline => going_offline(d, nid, ev.forced),
         MemoryEvent::CancelOffline => {
             set_parts(d, nid, PartState::Draining, PartState::Live);
@@ -185,6 +190,9 @@ fn revoke_owners(c: &CacheInner, part: &NodePart) {
 /// live objects after a forced offline keeps draining and retires when empty); SlabNodes parks
 /// them and drops the node from `slab_nodes`.
 fn offline(d: &SlabDomain, nid: NodeId) {
+    // Committed large mappings cached for reuse may have had their pages migrated off `nid`:
+    // decommit them, so a reuse faults fresh pages where its policy says.
+    crate::kmalloc::LARGE.decommit_dirty(d.page_source());
     let mut reg = d.registry();
     let slab_nodes = d.mode() == LockingMode::SlabNodes;
     SlabDomain::for_each_cache(&reg, |c| {

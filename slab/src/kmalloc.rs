@@ -216,11 +216,11 @@ pub(crate) enum Owner<'a> {
 #[inline(always)]
 pub(crate) fn owner_of<'a>(p: *mut u8) -> Owner<'a> {
     let v = pagemap::get(p as usize);
-    let s = crate::slab::from_pagemap(v);
-    if !s.is_null() {
-        // SAFETY: slab-tagged page-map values are slab descriptors, valid while registered (the
-        // object we were handed keeps its slab registered).
-        Owner::Slab(unsafe { &*s })
+    if v & mem::TAG_MASK == mem::TAG_SLAB {
+        // SAFETY: slab-tagged page-map values are slab descriptors (never null: the tag is
+        // added to an address), valid while registered (the object we were handed keeps its
+        // slab registered).
+        Owner::Slab(unsafe { &*crate::slab::from_pagemap(v) })
     } else if v & mem::TAG_MASK == mem::TAG_LARGE {
         Owner::Large
     } else {

@@ -327,13 +327,14 @@ impl Slab {
     /// (`r = 0`) the low 40 bits are `k * e < 2^20`; otherwise they are at least
     /// `recip >= 2^22` and below `2^40` (no carry: `r * recip + k * e < 2^40 - 2^22 + 2^18 + 2^20`).
     /// So the low 40 bits tell a slot start, and the high bits are `k`.
+    ///
+    /// `p` must lie in the slab's span — which every caller knows from the page map (it maps each
+    /// unit of a span to that span's descriptor), so the range is not checked again here.
     #[inline(always)]
     fn slot_index(&self, p: *mut u8) -> Option<u64> {
         let off = (p as usize).wrapping_sub(self.base as usize) as u64;
-        if off >= (1 << 20) {
-            return None;
-        }
-        let t = off * self.recip;
+        debug_assert!(off < 1 << 20, "a slab spans at most 1 MiB");
+        let t = off.wrapping_mul(self.recip);
         (t & ((1 << RECIP_SHIFT) - 1) < (1 << 20)).then_some(t >> RECIP_SHIFT)
     }
 
@@ -539,7 +540,8 @@ pub(crate) fn pagemap_value(s: *const Slab) -> usize {
 #[inline(always)]
 pub(crate) fn from_pagemap(v: usize) -> *const Slab {
     if v & crate::mem::TAG_MASK == crate::mem::TAG_SLAB {
-        (v & !crate::mem::TAG_MASK) as *const Slab
+        // The tag bits are set, so subtracting them leaves the descriptor's address.
+        v.wrapping_sub(crate::mem::TAG_SLAB) as *const Slab
     } else {
         ptr::null()
     }

@@ -322,7 +322,7 @@ fn groups(d: &SlabDomain) -> Vec<Group> {
     for (i, (size, count)) in [
         (100usize, 2048usize),
         (1000, 512),
-        (256 << 10, 8),
+        (512 << 10, 8),
         (2 << 20, 2),
     ]
     .into_iter()

@@ -445,16 +445,24 @@ impl LargeTier {
         {
             return;
         }
-        self.purge_older(src, now, DIRTY_DELAY_MS);
+        self.purge_older(src, now, DIRTY_DELAY_MS, false);
     }
 
     /// Decommits (or unmaps, if long) every dirty cached mapping now: memory given back at once
     /// (`malloc_trim`, tests). Returns the bytes decommitted or unmapped.
     pub fn purge(&self, src: &PageSource) -> usize {
-        self.purge_older(src, u64::MAX, 0)
+        self.purge_older(src, u64::MAX, 0, false)
     }
 
-    fn purge_older(&self, src: &PageSource, now: u64, delay: u64) -> usize {
+    /// Decommits every dirty cached mapping now and keeps it cached, whatever its length: after
+    /// a node went away the kernel may have migrated a committed mapping's pages elsewhere, so
+    /// a later reuse must fault fresh pages under the mapping's memory policy (the hotplug
+    /// notifier calls this at OFFLINE). Returns the bytes decommitted.
+    pub fn decommit_dirty(&self, src: &PageSource) -> usize {
+        self.purge_older(src, u64::MAX, 0, true)
+    }
+
+    fn purge_older(&self, src: &PageSource, now: u64, delay: u64, keep_big: bool) -> usize {
         let mut old = [Slot::EMPTY; CACHE_SLOTS];
         let n = self.with_cache(|c| {
             let mut n = 0;
@@ -475,7 +483,7 @@ impl LargeTier {
             let Some(p) = NonNull::new(s.ptr) else {
                 continue;
             };
-            if s.len <= CACHE_MAX_SPAN {
+            if s.len <= CACHE_MAX_SPAN || keep_big {
                 // SAFETY: a cached mapping of ours, taken out of the cache: nobody uses it.
                 unsafe { src_decommit(src, p, s.len) };
                 if self.put(s.ptr, s.len, s.node, false, 0) {
