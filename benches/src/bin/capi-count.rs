@@ -1,0 +1,101 @@
+//! Exact instructions per malloc+free pair through the C ABI, for hotslab and its peers in one
+//! run: compiles `benches/c/pairs.c` (gcc -O2 -fno-builtin), runs it under
+//! `valgrind --tool=callgrind` with each allocator preloaded for 100 k and 1.1 M pairs, and prints
+//! (total difference) / 1 M per allocator and the ratio to mimalloc. The loop itself (about 14
+//! instructions) is included for every allocator alike. Owns no allocator code.
+//!
+//! `cargo run --release -p hotslab-benches --bin capi-count` (HOTSLAB_LIB overrides the library).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+
+const PEERS: &[(&str, &str)] = &[
+    ("mimalloc", "/usr/lib/x86_64-linux-gnu/libmimalloc.so.2"),
+    ("jemalloc", "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"),
+    (
+        "tcmalloc",
+        "/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4",
+    ),
+    ("glibc", ""),
+];
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn total(file: &Path) -> Option<u64> {
+    let text = std::fs::read_to_string(file).ok()?;
+    let line = text.lines().find(|l| l.starts_with("summary:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn count(exe: &Path, lib: &str, n: u64, out: &Path) -> Option<u64> {
+    let mut cmd = Command::new("valgrind");
+    cmd.args(["--tool=callgrind", "--quiet"])
+        .arg(format!("--callgrind-out-file={}", out.display()))
+        .arg(exe)
+        .arg(n.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    if !lib.is_empty() {
+        cmd.env("LD_PRELOAD", lib);
+    }
+    cmd.status().ok()?.success().then_some(())?;
+    total(out)
+}
+
+fn main() -> ExitCode {
+    let dir = root().join("target/capi-count");
+    let _ = std::fs::create_dir_all(&dir);
+    let exe = dir.join("pairs");
+    let cc = Command::new("gcc")
+        .args(["-O2", "-fno-builtin", "-o"])
+        .arg(&exe)
+        .arg(root().join("benches/c/pairs.c"))
+        .status();
+    if !matches!(cc, Ok(s) if s.success()) {
+        eprintln!("capi-count: gcc failed");
+        return ExitCode::FAILURE;
+    }
+    let hotslab = std::env::var("HOTSLAB_LIB").unwrap_or_else(|_| {
+        root()
+            .join("target/release/libhotslab.so")
+            .display()
+            .to_string()
+    });
+    let mut rows: Vec<(&str, String, Option<u64>)> = vec![("hotslab", hotslab, None)];
+    rows.extend(PEERS.iter().map(|(n, l)| (*n, l.to_string(), None)));
+    for (name, lib, per) in rows.iter_mut() {
+        if !lib.is_empty() && !Path::new(lib.as_str()).exists() {
+            eprintln!("capi-count: {name}: {lib} missing, skipped");
+            continue;
+        }
+        let a = count(&exe, lib, 100_000, &dir.join(format!("cg.{name}.a")));
+        let b = count(&exe, lib, 1_100_000, &dir.join(format!("cg.{name}.b")));
+        *per = match (a, b) {
+            (Some(a), Some(b)) if b > a => Some((b - a) / 1_000_000),
+            _ => None,
+        };
+    }
+    let mi = rows
+        .iter()
+        .find(|r| r.0 == "mimalloc")
+        .and_then(|r| r.2)
+        .unwrap_or(0);
+    println!("| allocator | instructions per malloc+free pair (C ABI, incl. loop) | / mimalloc |");
+    println!("|---|---:|---:|");
+    for (name, _, per) in &rows {
+        match per {
+            Some(p) if mi > 0 => println!("| {name} | {p} | {:.2} |", *p as f64 / mi as f64),
+            Some(p) => println!("| {name} | {p} | |"),
+            None => println!("| {name} | failed | |"),
+        }
+    }
+    if rows
+        .iter()
+        .any(|r| r.2.is_none() && (r.1.is_empty() || Path::new(&r.1).exists()))
+    {
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
+}
