@@ -1,7 +1,7 @@
 /* malloc-large: one thread, large blocks (the shape of mimalloc-bench's malloc-large: blocks of
  * 5-25 MiB, a few live at a time). A ring of 4 slots; each step verifies and frees the block in
  * the next slot and allocates a new one of 5-25 MiB, writing a stamp into every 4 KiB page so
- * the pages are really touched (and verified before the free). Default: 250 steps; --quick: 12.
+ * the pages are really touched (and verified before the free). Default: 250 steps; --quick: 6.
  */
 #include "wl.h"
 
@@ -28,7 +28,7 @@ static void release(struct slot *s) {
 
 int main(int argc, char **argv) {
     int quick = wl_quick(argc, argv);
-    long steps = wl_arg(argc, argv, "steps", quick ? 12 : 250);
+    long steps = wl_arg(argc, argv, "steps", quick ? 6 : 250);
     wl_rng r = wl_seed(25);
     struct slot s[LIVE];
     memset(s, 0, sizeof s);
