@@ -373,6 +373,15 @@ fn loadavg() -> String {
         .unwrap_or_else(|_| "unknown".into())
 }
 
+/// The 1-minute load average, 0 if unknown.
+fn load1() -> f64 {
+    loadavg()
+        .split_whitespace()
+        .next()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
 fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
@@ -412,6 +421,23 @@ fn main() -> ExitCode {
 /// The whole run; Ok(false) when some program failed.
 fn run(o: &Opts, argv: &[String]) -> Result<bool, String> {
     let load_before = loadavg();
+    // The tree the library is built from, read before the (long) run.
+    let commit = output(
+        "git",
+        &[
+            "-C",
+            env!("CARGO_MANIFEST_DIR"),
+            "rev-parse",
+            "--short",
+            "HEAD",
+        ],
+    )
+    .unwrap_or_else(|| "unknown".into());
+    let dirty = output(
+        "git",
+        &["-C", env!("CARGO_MANIFEST_DIR"), "status", "--porcelain"],
+    )
+    .is_some_and(|s| !s.is_empty());
     let target = target_dir();
     let hotslab = hotslab_lib(&target)?;
     let mut notes: Vec<String> = Vec::new();
@@ -474,8 +500,10 @@ fn run(o: &Opts, argv: &[String]) -> Result<bool, String> {
 
     let mut cells: Vec<Vec<Cell>> = vec![vec![Cell::default(); names.len()]; chosen.len()];
     let mut lines: Vec<Vec<Option<String>>> = vec![vec![None; names.len()]; chosen.len()];
+    let mut load_max = 0.0f64;
     for round in 0..o.rounds {
         for (wi, w) in chosen.iter().enumerate() {
+            load_max = load_max.max(load1());
             let exe = bin_dir.join(w.source);
             let args = args_of(w, o.quick);
             // Every allocator once per round; the starting one rotates so none always goes first.
@@ -540,22 +568,6 @@ fn run(o: &Opts, argv: &[String]) -> Result<bool, String> {
     }
 
     let load_after = loadavg();
-    let commit = output(
-        "git",
-        &[
-            "-C",
-            env!("CARGO_MANIFEST_DIR"),
-            "rev-parse",
-            "--short",
-            "HEAD",
-        ],
-    )
-    .unwrap_or_else(|| "unknown".into());
-    let dirty = output(
-        "git",
-        &["-C", env!("CARGO_MANIFEST_DIR"), "status", "--porcelain"],
-    )
-    .is_some_and(|s| !s.is_empty());
     let mut preamble: Vec<String> = o.notes.clone();
     if !preamble.is_empty() {
         preamble.push(String::new());
@@ -576,7 +588,8 @@ fn run(o: &Opts, argv: &[String]) -> Result<bool, String> {
     preamble.push(String::new());
     preamble.push(format!("- machine: {}", machine()));
     preamble.push(format!(
-        "- load average (1, 5, 15 min) before: {load_before}; after: {load_after}"
+        "- load average (1, 5, 15 min) before: {load_before}; after: {load_after}; largest \
+         1-min load seen between workloads: {load_max:.2} (the suite itself adds up to ~2)"
     ));
     preamble.push(format!(
         "- hotslab: `{}` at commit {commit}{}",
