@@ -1,11 +1,13 @@
 //! Shared code of the hotslab benches: the peer allocators, the allocator-generic workloads the
-//! criterion benches and bins drive, the whole-program workload, and the report writer.
+//! criterion benches and bins drive, the whole-program workload, the report writer and the
+//! standard-workload suite's data and report (`suite`).
 //! It owns nothing of the allocator itself and must not touch `slab/`, `numa/` or `hotplug/`.
 
 pub mod peers;
 pub mod program;
 pub mod report;
 pub mod rng;
+pub mod suite;
 pub mod workloads;
 
 pub use rng::Rng;

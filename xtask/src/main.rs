@@ -19,18 +19,21 @@ use std::time::{Duration, Instant};
 
 /// Debian packages the workspace needs to build and test.
 const APT_PACKAGES: &[&str] = &[
-    "libhwloc-dev", // hwloc stage: the opt-in `hwloc` feature (hwlocality) links hwloc 2.x
-    "libudev-dev",  // hwloc stage: hwloc's static deps when linking hwlocality
-    "libnuma-dev",  // test oracle only (tests/libnuma_oracle.rs)
-    "numactl",      // bench runner binds with numactl
-    "pkg-config",   // hwlocality's build script finds hwloc with it
-    "python3",      // capi: LD_PRELOAD runs of real programs
-    "sqlite3",      // capi
-    "git",          // capi
-    "gcc",          // capi: the multi-threaded C test program
-    "libc6-dev",    // capi
-    "valgrind",     // benches: callgrind instruction counts of the fast path
-    "cmake",        // benches: snmalloc-rs builds its C++ with cmake
+    "libhwloc-dev",         // hwloc stage: the opt-in `hwloc` feature links hwloc 2.x
+    "libudev-dev",          // hwloc stage: hwloc's static deps when linking hwlocality
+    "libnuma-dev",          // test oracle only (tests/libnuma_oracle.rs)
+    "numactl",              // bench runner binds with numactl
+    "pkg-config",           // hwlocality's build script finds hwloc with it
+    "python3",              // capi: LD_PRELOAD runs of real programs
+    "sqlite3",              // capi
+    "git",                  // capi
+    "gcc",                  // capi: the multi-threaded C test program
+    "libc6-dev",            // capi
+    "valgrind",             // benches: callgrind instruction counts of the fast path
+    "cmake",                // benches: snmalloc-rs builds its C++ with cmake
+    "libmimalloc2.0",       // benches: workload-suite and capi preload_bench peers
+    "libjemalloc2",         // benches: workload-suite peer
+    "libtcmalloc-minimal4", // benches: workload-suite peer
 ];
 
 /// The nightly used for Miri and cargo-fuzz, pinned so CI does not drift.
@@ -445,7 +448,9 @@ fn stage_qemu(ctx: &Ctx) -> Result<(), String> {
     run(ctx, Command::new("bash").arg("qemu/run.sh"))
 }
 
-/// Every benchmark still runs (criterion --quick, no timing assertions; report under target/).
+/// Every benchmark still runs (criterion --quick, no timing assertions; report under target/),
+/// and every standard-workload C program passes its own checks once under each allocator
+/// (glibc, mimalloc, jemalloc, tcmalloc, hotslab; small parameters, well under a minute).
 fn stage_bench(ctx: &Ctx) -> Result<(), String> {
     run(
         ctx,
@@ -458,6 +463,22 @@ fn stage_bench(ctx: &Ctx) -> Result<(), String> {
             "bench-runner",
             "--",
             "--quick",
+        ]),
+    )?;
+    run(
+        ctx,
+        cargo().args([
+            "run",
+            "-p",
+            "hotslab-benches",
+            "--release",
+            "--bin",
+            "workload-suite",
+            "--",
+            "--quick",
+            "--rounds",
+            "1",
+            "--check",
         ]),
     )
 }
