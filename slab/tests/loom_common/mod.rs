@@ -47,6 +47,7 @@ impl World {
             lock_kind: LockKind::Seed,
             drain_timeout: Duration::ZERO,
             kmalloc: false,
+            purge_delay: Duration::ZERO,
         };
         let domain = SlabDomain::new(topology(), hp, cfg).expect("slab domain");
         World { domain }
