@@ -131,6 +131,44 @@ fn mallinfo2_moves_and_malloc_info_stats_print() {
     );
 }
 
+fn field(out: &str, k: &str) -> i64 {
+    out.split_whitespace()
+        .find_map(|w| w.strip_prefix(k)?.strip_prefix('='))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(-1)
+}
+
+#[test]
+fn idle_program_gives_memory_back_without_any_call() {
+    let out = sub("idle", &[]);
+    if out.is_empty() {
+        return;
+    }
+    let (peak, at) = (field(&out, "peak_kib"), field(&out, "at1500_kib"));
+    assert_eq!(
+        field(&out, "purge_threads"),
+        1,
+        "the background purger runs: {out}"
+    );
+    assert!(
+        peak > 0 && at > 0 && at * 4 <= peak,
+        "RSS after 1.5 s idle > 25 % of peak: {out}"
+    );
+}
+
+#[test]
+fn background_purger_can_be_turned_off() {
+    let out = sub("idle", &[("HOTSLAB_BACKGROUND", "0")]);
+    if out.is_empty() {
+        return;
+    }
+    assert_eq!(field(&out, "purge_threads"), 0, "{out}");
+    // Without the thread the delayed empties keep their small budget, so the idle RSS bound
+    // holds too (given back when freed beyond the budget, not later).
+    let (peak, at) = (field(&out, "peak_kib"), field(&out, "at1500_kib"));
+    assert!(peak > 0 && at > 0 && at * 4 <= peak, "{out}");
+}
+
 #[test]
 fn malloc_trim_gives_back_freed_small_objects() {
     let out = sub("trim", &[]);

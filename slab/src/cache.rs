@@ -532,19 +532,35 @@ impl CacheInner {
     /// due: one relaxed load. Call with no part lock held.
     pub fn maybe_purge(&self, part: &NodePart) {
         let due = part.next_purge.load(std::sync::atomic::Ordering::Relaxed);
+        if due != 0 {
+            let now = mem::now_ms();
+            if now >= due {
+                self.purge_part(part, now, self.purge_delay_ms());
+            }
+        }
+        self.domain().maybe_sweep();
+    }
+
+    /// The sweep's visit of `part` (no part lock held): gives back its empties idle for `age` ms
+    /// at `now`, and notes its next deadline with the domain's sweep.
+    pub(crate) fn sweep_part(&self, part: &NodePart, now: u64, age: u64) {
+        let due = part.next_purge.load(std::sync::atomic::Ordering::Relaxed);
         if due == 0 {
             return;
         }
-        let now = mem::now_ms();
-        if now < due {
-            return;
+        if due.saturating_sub(self.purge_delay_ms()) + age <= now {
+            self.purge_part(part, now, age);
         }
-        self.purge_part(part, now);
+        let next = part.next_purge.load(std::sync::atomic::Ordering::Relaxed);
+        if next != 0 {
+            self.domain().sweep.note(next);
+        }
     }
 
-    /// See [`CacheInner::maybe_purge`]; `now` in ms.
+    /// See [`CacheInner::maybe_purge`]: gives back the empties idle for at least `age` ms at
+    /// `now` (the purge delay, or less for a pressure sweep).
     #[cold]
-    fn purge_part(&self, part: &NodePart, now: u64) {
+    fn purge_part(&self, part: &NodePart, now: u64, age: u64) {
         let delay = self.purge_delay_ms();
         let mut batch: [*mut Slab; 64] = [ptr::null_mut(); 64];
         let mut n = 0;
@@ -554,7 +570,7 @@ impl CacheInner {
             while n < batch.len() && lists.empty.len > self.min_partial {
                 let s = lists.empty.head();
                 // SAFETY: list members are valid under the lock.
-                if now < unsafe { (*s).idle_since.get() } + delay {
+                if now < unsafe { (*s).idle_since.get() } + age {
                     break;
                 }
                 // SAFETY: s rests on the empty list with nothing in use.
@@ -570,6 +586,9 @@ impl CacheInner {
             };
             part.next_purge
                 .store(next, std::sync::atomic::Ordering::Relaxed);
+            if next != 0 {
+                self.domain().sweep.note(next);
+            }
             if part.state() == PartState::Draining && lists.nr_slabs() == 0 {
                 self.domain().part_drained(self, part);
             }
@@ -589,16 +608,16 @@ impl CacheInner {
         if sr.in_use() == 0 {
             let delay = self.purge_delay_ms();
             let span = (sr.units as usize) << crate::mem::UNIT_SHIFT;
-            let in_budget = crate::node::EMPTY_BYTES.load(Ordering::Relaxed) + span
-                <= DELAYED_EMPTY_BUDGET
-                || lists.empty.len < self.min_partial;
+            let now = if delay > 0 { mem::now_ms() } else { 0 };
+            let held = crate::node::EMPTY_BYTES.load(Ordering::Relaxed) + span;
+            let in_budget =
+                held <= crate::sweep::delayed_budget() || lists.empty.len < self.min_partial;
             if delay > 0
                 && part.accepts_new_slabs()
                 && lists.empty.len < self.max_empty()
                 && in_budget
             {
                 // Kept committed for a while: reused soon, or given back by the next purge.
-                let now = mem::now_ms();
                 sr.idle_since.set(now);
                 // SAFETY: s is valid and unlinked.
                 unsafe { lists.put(s, ListKind::Empty) };
@@ -609,6 +628,7 @@ impl CacheInner {
                     let oldest = unsafe { (*lists.empty.head()).idle_since.get() };
                     part.next_purge
                         .store(oldest + delay, std::sync::atomic::Ordering::Relaxed);
+                    self.domain().sweep.note(oldest + delay);
                 }
             } else if delay == 0 && lists.empty.len < self.keep_empty() && part.accepts_new_slabs()
             {

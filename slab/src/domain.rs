@@ -250,6 +250,8 @@ pub struct SlabDomain {
     pub violations: Violations,
     notifier: std::sync::Mutex<Option<NotifierHandle>>,
     pub(crate) kmalloc: [std::sync::atomic::AtomicPtr<CacheInner>; crate::kmalloc::NCLASSES],
+    /// The purge sweep over the kmalloc caches' parts (sweep.rs).
+    pub(crate) sweep: crate::sweep::Sweep,
     skip_read_side: StdAtomicBool,
     /// Lock-free copy of `Registry::slab_nodes` (written under slab_mutex) for allocation paths,
     /// which must not take slab_mutex (it comes before their locks in the lock order).
@@ -381,6 +383,7 @@ impl SlabDomain {
             notifier: std::sync::Mutex::new(None),
             kmalloc: [const { std::sync::atomic::AtomicPtr::new(ptr::null_mut()) };
                 crate::kmalloc::NCLASSES],
+            sweep: crate::sweep::Sweep::new(),
             skip_read_side: StdAtomicBool::new(false),
             slab_nodes_view: {
                 let w = slab_nodes.as_words();

@@ -406,7 +406,11 @@ impl Default for SlabAlloc {
 #[cold]
 fn alloc_slow(layout: Layout) -> *mut u8 {
     match domain() {
-        Some(d) => d.kmalloc_layout(layout.size(), layout.align(), None),
+        Some(d) => {
+            let p = d.kmalloc_layout(layout.size(), layout.align(), None);
+            crate::background::maybe_start(d);
+            p
+        }
         None => boot_alloc(layout),
     }
 }
@@ -457,6 +461,7 @@ unsafe impl GlobalAlloc for SlabAlloc {
             }
             let p = crate::heap::kmalloc_slow(c);
             if !p.is_null() {
+                crate::background::poll();
                 return p;
             }
         }

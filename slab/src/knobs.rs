@@ -10,6 +10,7 @@
 //! | `HOTSLAB_NODES` | `1`..=128 | a simulated topology of that many nodes over the real ones |
 //! | `HOTSLAB_STATS` | `1` (stderr), or an absolute file path (appended) | slabinfo table at exit |
 //! | `HOTSLAB_DEBUG` | `1`/`all`, or letters `Z` red zones, `P` poison, `H` hardened freelist | debug mode of the kmalloc caches ([`crate::DebugFlags`]) |
+//! | `HOTSLAB_BACKGROUND` | `0` or `1` (default 1) | `0`: no background purger thread (empties then keep a 32 MiB budget and are purged from slow paths only) |
 //! | `HOTSLAB_PURGE_MS` | `0`..=60000 (default 50) | how long empty slabs stay committed before they are given back in a batch (0: at once) |
 
 use core::cell::UnsafeCell;
@@ -148,6 +149,13 @@ pub(crate) fn read() {
         match decimal(v) {
             Some(n) if n <= 60_000 => PURGE_MS.store(n, Ordering::Relaxed),
             _ => say(&[b"hotslab: HOTSLAB_PURGE_MS: expected 0..=60000; using 50\n"]),
+        }
+    }
+    if let Some(v) = env(b"HOTSLAB_BACKGROUND\0") {
+        match v {
+            b"0" => crate::background::disable(),
+            b"1" => {}
+            _ => say(&[b"hotslab: HOTSLAB_BACKGROUND: expected 0 or 1; using 1\n"]),
         }
     }
     if let Some(v) = env(b"HOTSLAB_DEBUG\0") {

@@ -14,11 +14,11 @@
 //! | memory | `mem/` (arena, meta, pagemap, large) | node-bound spans, metadata, the page map, large objects |
 //! | slab | `slab.rs`, `debug.rs` (a variant of a slab: red zones, poison, hardened freelist) | one span carved into objects; its three freelists and counters |
 //! | node part | `node.rs` | a cache's slabs on one node (lists under the list lock), part lifecycle |
-//! | cache | `cache.rs` | `KmemCache`: layout, parts, slab creation, settling, statistics |
+//! | cache | `cache.rs`, `sweep.rs` | `KmemCache`: layout, parts, slab creation, settling, statistics; the delayed purge across parts |
 //! | heap | `heap.rs`, `tls.rs` | per-thread heaps: ownership, fast paths, refill, revocation, exit |
 //! | domain | `domain.rs`, `hotplug.rs`, `fork.rs`, `race.rs`, `linux.rs` | the cache registry, locking modes, the hotplug notifier, fork |
 //! | kmalloc | `kmalloc.rs`, `trim.rs` | size classes, kmalloc/kfree/krealloc over a domain |
-//! | global allocator | `global.rs`, `knobs.rs`, `report.rs`, `stats.rs` | the default domain, `SlabAlloc`, environment knobs |
+//! | global allocator | `global.rs`, `background.rs`, `knobs.rs`, `report.rs`, `stats.rs` | the default domain, `SlabAlloc`, environment knobs |
 //!
 //! Debug slabs are never owned by a heap: the heap's slow path asks `debug.rs` for an object
 //! while a cache is in debug mode, and `debug.rs` never calls up into the heap.
@@ -86,6 +86,7 @@ pub mod linux;
 pub mod mem;
 
 mod asan;
+mod background;
 mod cache;
 mod debug;
 mod domain;
@@ -102,10 +103,12 @@ pub mod race;
 mod report;
 mod slab;
 mod stats;
+mod sweep;
 mod sync;
 mod tls;
 mod trim;
 
+pub use background::{background_rounds, background_running};
 pub use cache::{
     CacheConfig, CacheError, CacheFlags, CacheStats, KmemCache, CACHE_LINE, MAX_ALIGN,
     MAX_OBJECT_SIZE,

@@ -2,6 +2,7 @@
  * Prints "<name> ok ..." and exits 0 on success; any failed check prints what and exits 1.
  * Run by tests/surface.rs. */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
 #include <malloc.h>
@@ -331,6 +332,55 @@ static int trim(void) {
     return 0;
 }
 
+/* Threads of this process named `name` (from /proc/self/task/<tid>/comm). */
+static int threads_named(const char *name) {
+    int n = 0;
+    DIR *d = opendir("/proc/self/task");
+    if (!d) return -1;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.') continue;
+        char path[128], comm[64] = {0};
+        snprintf(path, sizeof path, "/proc/self/task/%s/comm", e->d_name);
+        FILE *f = fopen(path, "r");
+        if (!f) continue;
+        if (fgets(comm, sizeof comm, f)) {
+            comm[strcspn(comm, "\n")] = 0;
+            n += !strcmp(comm, name);
+        }
+        fclose(f);
+    }
+    closedir(d);
+    return n;
+}
+
+/* Memory given back without any call: 2 M small objects freed, then the program idles (the idle
+ * time is what is measured); RSS sampled every 100 ms for 2 s (the RSS curve). */
+static int idle(void) {
+    enum { N = 2 * 1000 * 1000 };
+    static void *p[N];
+    long base = rss_kib();
+    for (int i = 0; i < N; i++) {
+        p[i] = malloc(32 + (size_t)(i % 18) * 8);
+        memset(p[i], 0x5a, 16);
+    }
+    long peak = rss_kib();
+    for (int i = 0; i < N; i++) free(p[i]);
+    long curve[21];
+    curve[0] = rss_kib();
+    for (int t = 1; t <= 20; t++) {
+        struct timespec ts = {0, 100 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+        curve[t] = rss_kib();
+    }
+    printf("idle ok base_kib=%ld peak_kib=%ld purge_threads=%d curve_kib=", base, peak,
+           threads_named("hotslab-purge"));
+    for (int t = 0; t <= 20; t++) printf("%s%ld", t ? "," : "", curve[t]);
+    printf(" at1500_kib=%ld\n", curve[15]);
+    CHECK(peak - base > 150 * 1024, "the objects are resident (%ld KiB)", peak - base);
+    return 0;
+}
+
 /* fork while the default domain is being built: HOTSLAB_TEST_BUILD_PAUSE makes the build sleep
  * 300 ms; a timer signal forks in the middle of it. The child must be able to allocate (it
  * takes the build over), the parent finishes its own build. */
@@ -405,6 +455,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[1], "aligned")) rc = aligned();
     else if (!strcmp(argv[1], "info")) rc = info();
     else if (!strcmp(argv[1], "trim")) rc = trim();
+    else if (!strcmp(argv[1], "idle")) rc = idle();
     else if (!strcmp(argv[1], "fork_build")) rc = fork_build();
     fflush(stdout);
     return failures ? 1 : rc;

@@ -396,6 +396,7 @@ impl LargeTier {
             self.dirty.fetch_add(len, Ordering::Relaxed);
             self.cached.fetch_add(len, Ordering::Relaxed);
             self.purge_idle(src, now);
+            super::ring_purge_bell();
             return;
         }
         self.purge_idle(src, now);
@@ -428,6 +429,25 @@ impl LargeTier {
             }
             None => false,
         })
+    }
+
+    /// Whether dirty (committed) spans wait in the cache.
+    pub(crate) fn has_dirty(&self) -> bool {
+        self.dirty.load(Ordering::Relaxed) != 0
+    }
+
+    /// When the next idle purge of dirty spans may run (ms), `u64::MAX` if none are cached.
+    pub(crate) fn next_due(&self) -> u64 {
+        if self.has_dirty() {
+            self.last_purge.load(Ordering::Relaxed) + DIRTY_DELAY_MS / 2
+        } else {
+            u64::MAX
+        }
+    }
+
+    /// The background purger's visit: decommits dirty spans idle for [`DIRTY_DELAY_MS`].
+    pub(crate) fn purge_due(&self, src: &PageSource, now: u64) {
+        self.purge_idle(src, now);
     }
 
     /// Decommits dirty cached mappings idle for longer than [`DIRTY_DELAY_MS`] (at most every

@@ -1,0 +1,178 @@
+//! The background purger of the default domain: one detached thread that gives back, on time,
+//! the empty slabs and cached large spans the delayed purge keeps, even when the program makes
+//! no more calls (an idle server keeps little resident). It owns the thread's state word and
+//! its sleep/wake protocol; what is given back is the sweep's (sweep.rs) and the large tier's.
+//!
+//! Started lazily, from the global allocator's allocation slow path, once the default domain has
+//! something waiting for a purge or has committed 16 MiB of slabs (small programs never get the
+//! thread), and never while hotslab
+//! holds a lock or is inside a heap's busy section. `HOTSLAB_BACKGROUND=0` turns it off; then the
+//! delayed empties keep the small budget (`DELAYED_EMPTY_BUDGET`) and are purged from slow paths.
+//! A `fork` child has no such thread: it starts its own on its first slow path with work.
+//!
+//! Sleep/wake: the thread sleeps on [`SLEEP`] with a timeout while something is due later, and
+//! without one when nothing is pending; `mem::ring_purge_bell` (called when a part or the large tier first has
+//! something waiting) wakes it only in the latter case: one relaxed load otherwise. The thread
+//! itself never allocates and never creates a heap (it makes no malloc or free calls).
+
+use std::sync::atomic::{AtomicU8, Ordering};
+
+/// Not started (or in a fork child).
+const IDLE: u8 = 0;
+/// A thread is being created.
+const STARTING: u8 = 1;
+/// The thread runs.
+const RUNNING: u8 = 2;
+/// Off (`HOTSLAB_BACKGROUND=0`), or the thread could not be created.
+const OFF: u8 = 3;
+
+/// Committed slab memory from which the thread starts even before anything waits for a purge
+/// (a program that grows past it may free it all and go idle without another slow path).
+const START_AT: usize = 16 << 20;
+
+static STATE: AtomicU8 = AtomicU8::new(IDLE);
+/// The word the thread sleeps on (`mem::PURGE_BELL`: 1 while it sleeps with no deadline).
+use crate::mem::PURGE_BELL as SLEEP;
+/// Sweeps the thread has run (for tests and statistics).
+static ROUNDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Whether the background purger runs.
+#[inline]
+pub(crate) fn running() -> bool {
+    STATE.load(Ordering::Relaxed) == RUNNING
+}
+
+/// Sweeps the background purger has run so far (0 if it never ran).
+pub fn background_rounds() -> u64 {
+    ROUNDS.load(Ordering::Relaxed)
+}
+
+/// Whether the background purger thread runs in this process.
+pub fn background_running() -> bool {
+    running()
+}
+
+/// `HOTSLAB_BACKGROUND=0`: never start the thread.
+pub(crate) fn disable() {
+    STATE.store(OFF, Ordering::Relaxed);
+}
+
+/// In a fork child: the parent's thread does not exist here.
+pub(crate) fn after_fork_child() {
+    if STATE.load(Ordering::Relaxed) != OFF {
+        STATE.store(IDLE, Ordering::Relaxed);
+    }
+    SLEEP.store(0, Ordering::Relaxed);
+}
+
+/// [`maybe_start`] for the default domain, if it exists: one relaxed load when the thread runs
+/// or is off.
+#[inline]
+pub(crate) fn poll() {
+    if STATE.load(Ordering::Relaxed) == IDLE {
+        if let Some(d) = crate::global::default_domain() {
+            maybe_start(d);
+        }
+    }
+}
+
+/// From the global allocator's slow path, with no hotslab lock held and outside any heap's busy
+/// section: starts the thread if the default domain has something waiting and it is not
+/// running yet. One relaxed load when it runs or is off.
+#[inline]
+pub(crate) fn maybe_start(d: &'static crate::SlabDomain) {
+    if STATE.load(Ordering::Relaxed) != IDLE {
+        return;
+    }
+    if d.sweep.due() == u64::MAX
+        && !crate::kmalloc::LARGE.has_dirty()
+        && d.committed_bytes() < START_AT
+    {
+        return;
+    }
+    start();
+}
+
+#[cold]
+fn start() {
+    if STATE
+        .compare_exchange(IDLE, STARTING, Ordering::Acquire, Ordering::Relaxed)
+        .is_err()
+    {
+        return;
+    }
+    let _e = crate::mem::KeepErrno::new();
+    // SAFETY: plain pthread calls on local, initialised attribute storage; the thread function
+    // is an extern "C" fn that never returns or unwinds. glibc allocates the new thread's TLS
+    // with malloc, which re-enters hotslab while we hold nothing.
+    let ok = unsafe {
+        let mut attr: libc::pthread_attr_t = core::mem::zeroed();
+        let mut ok = libc::pthread_attr_init(&mut attr) == 0;
+        ok = ok && libc::pthread_attr_setdetachstate(&mut attr, libc::PTHREAD_CREATE_DETACHED) == 0;
+        ok = ok && libc::pthread_attr_setstacksize(&mut attr, 256 << 10) == 0;
+        // Block every signal in the new thread: the program's handlers must not run there.
+        let mut all: libc::sigset_t = core::mem::zeroed();
+        let mut old: libc::sigset_t = core::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+        let mut tid: libc::pthread_t = 0;
+        ok = ok && libc::pthread_create(&mut tid, &attr, run, core::ptr::null_mut()) == 0;
+        libc::pthread_sigmask(libc::SIG_SETMASK, &old, core::ptr::null_mut());
+        libc::pthread_attr_destroy(&mut attr);
+        ok
+    };
+    STATE.store(if ok { RUNNING } else { OFF }, Ordering::Release);
+}
+
+extern "C" fn run(_: *mut libc::c_void) -> *mut libc::c_void {
+    // SAFETY: a static NUL-terminated name for this thread (visible in /proc and top).
+    unsafe { libc::pthread_setname_np(libc::pthread_self(), c"hotslab-purge".as_ptr()) };
+    loop {
+        let Some(d) = crate::global::default_domain() else {
+            sleep(u64::MAX);
+            continue;
+        };
+        let now = crate::mem::now_ms();
+        if d.sweep.due() <= now {
+            d.sweep_now(now);
+            ROUNDS.fetch_add(1, Ordering::Relaxed);
+        }
+        crate::kmalloc::LARGE.purge_due(d.page_source(), now);
+        let next = d.sweep.due().min(crate::kmalloc::LARGE.next_due());
+        if next == u64::MAX {
+            // Nothing pending: sleep until a part or the large tier has something (Dekker with
+            // `wake`: announce the sleep, then look again).
+            SLEEP.store(1, Ordering::SeqCst);
+            if d.sweep.due() == u64::MAX && crate::kmalloc::LARGE.next_due() == u64::MAX {
+                sleep(u64::MAX);
+            }
+            SLEEP.store(0, Ordering::Relaxed);
+        } else {
+            // The coarse clock ticks about every 4 ms: wake a tick after the deadline.
+            sleep(next.saturating_sub(now) + 4);
+        }
+    }
+}
+
+/// Sleeps on `SLEEP` for `ms` milliseconds (`u64::MAX`: until woken).
+fn sleep(ms: u64) {
+    let ts = libc::timespec {
+        tv_sec: (ms / 1000).min(i64::MAX as u64) as libc::time_t,
+        tv_nsec: ((ms % 1000) * 1_000_000) as libc::c_long,
+    };
+    let tp = if ms == u64::MAX {
+        core::ptr::null()
+    } else {
+        &ts as *const libc::timespec
+    };
+    // SAFETY: FUTEX_WAIT reads the live 4-byte word; `tp` is null or a valid relative timeout.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            SLEEP.as_ptr(),
+            libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
+            if ms == u64::MAX { 1u32 } else { 0u32 },
+            tp,
+        );
+    }
+}

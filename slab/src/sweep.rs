@@ -1,0 +1,114 @@
+//! The purge sweep: delayed giving-back of empty slabs across all the parts of a domain's kmalloc
+//! caches, not only the part a slow path happens to touch. It owns [`Sweep`] (one per domain: the
+//! earliest purge deadline noted by any part) and the walk over the kmalloc
+//! caches' parts; what a part keeps and for how long is `CacheInner::settle`/`purge_part`'s.
+//!
+//! The sweep runs from slow paths (`CacheInner::maybe_purge`, never the allocation fast path)
+//! once the earliest noted deadline has passed, and from the default domain's background purger
+//! (background.rs), which lets the delayed empties have a larger budget
+//! ([`delayed_budget`]): a program that goes idle still gets them back after the delay.
+//!
+//! Locks: the sweep takes one part's list lock at a time (through `purge_part`), with no other
+//! part lock held; a heap lock may be held by the caller (heap -> part is the lock order). Only
+//! one thread sweeps at a time (`busy`); the others skip.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use hotslab_numa::NodeId;
+
+use crate::domain::SlabDomain;
+
+/// Bytes of empty slabs all parts of the process keep while they wait for the purge delay
+/// when the background purger runs (it gives them back on time even if the program goes idle):
+/// [`BACKGROUND_BUDGET`]; otherwise [`DELAYED_EMPTY_BUDGET`](crate::cache::DELAYED_EMPTY_BUDGET),
+/// small enough that an idle program holds little.
+#[inline]
+pub(crate) fn delayed_budget() -> usize {
+    if crate::background::running() {
+        BACKGROUND_BUDGET
+    } else {
+        crate::cache::DELAYED_EMPTY_BUDGET
+    }
+}
+
+/// The delayed-empty budget while the background purger runs.
+pub const BACKGROUND_BUDGET: usize = 256 << 20;
+
+/// A domain's sweep state.
+pub(crate) struct Sweep {
+    /// Earliest purge deadline (ms) noted by any part since the last sweep; `u64::MAX`: none.
+    due: AtomicU64,
+    /// A thread is sweeping.
+    busy: AtomicBool,
+}
+
+impl Sweep {
+    pub(crate) const fn new() -> Sweep {
+        Sweep {
+            due: AtomicU64::new(u64::MAX),
+            busy: AtomicBool::new(false),
+        }
+    }
+
+    /// A part's empties are due for purging at `at` (ms).
+    #[inline]
+    pub(crate) fn note(&self, at: u64) {
+        let was = self.due.load(Ordering::Relaxed);
+        if at < was {
+            self.due.fetch_min(at, Ordering::Relaxed);
+            if was == u64::MAX {
+                crate::mem::ring_purge_bell();
+            }
+        }
+    }
+
+    /// The earliest noted deadline (ms), `u64::MAX` if none.
+    #[inline]
+    pub(crate) fn due(&self) -> u64 {
+        self.due.load(Ordering::Relaxed)
+    }
+}
+
+impl SlabDomain {
+    /// Sweeps the kmalloc caches' parts if the earliest noted deadline passed. Cheap when none
+    /// is noted: one relaxed load. Call with no part lock held.
+    #[inline]
+    pub(crate) fn maybe_sweep(&self) {
+        let due = self.sweep.due.load(Ordering::Relaxed);
+        if due != u64::MAX {
+            let now = crate::mem::now_ms();
+            if now >= due {
+                self.sweep_now(now);
+            }
+        }
+    }
+
+    /// Gives back every empty slab of the kmalloc caches' parts idle for the purge delay at `now`
+    /// (ms), and notes the parts' next deadlines. Skips if another thread is sweeping.
+    #[cold]
+    pub(crate) fn sweep_now(&self, now: u64) {
+        if self.sweep.busy.swap(true, Ordering::Acquire) {
+            return;
+        }
+        let age = self.config.purge_delay.as_millis() as u64;
+        // Parts that still hold waiting empties note their deadlines again as they are visited.
+        self.sweep.due.store(u64::MAX, Ordering::Relaxed);
+        for c in self.kmalloc.iter() {
+            let c = c.load(Ordering::Acquire);
+            if c.is_null() {
+                continue;
+            }
+            // SAFETY: a domain's kmalloc caches live as long as the domain, and so do their
+            // parts (a retired part is parked, never freed, while its cache lives).
+            let c = unsafe { &*c };
+            for i in 0..c.nr_node_ids {
+                let p = c.part(NodeId::new(i as u16));
+                if !p.is_null() {
+                    // SAFETY: as above.
+                    c.sweep_part(unsafe { &*p }, now, age);
+                }
+            }
+        }
+        self.sweep.busy.store(false, Ordering::Release);
+    }
+}
