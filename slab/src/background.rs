@@ -33,6 +33,9 @@ const START_AT: usize = 16 << 20;
 static STATE: AtomicU8 = AtomicU8::new(IDLE);
 /// The word the thread sleeps on (`mem::PURGE_BELL`: 1 while it sleeps with no deadline).
 use crate::mem::PURGE_BELL as SLEEP;
+/// How long the program must stay quiet before the deep pass (and how idle its empties must be).
+const DEEP_MS: u64 = 500;
+
 /// Sweeps the thread has run (for tests and statistics).
 static ROUNDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
@@ -127,9 +130,10 @@ fn start() {
 extern "C" fn run(_: *mut libc::c_void) -> *mut libc::c_void {
     // SAFETY: a static NUL-terminated name for this thread (visible in /proc and top).
     unsafe { libc::pthread_setname_np(libc::pthread_self(), c"hotslab-purge".as_ptr()) };
+    let mut deep_due = false;
     loop {
         let Some(d) = crate::global::default_domain() else {
-            sleep(u64::MAX);
+            nap(u64::MAX);
             continue;
         };
         let now = crate::mem::now_ms();
@@ -139,23 +143,57 @@ extern "C" fn run(_: *mut libc::c_void) -> *mut libc::c_void {
         }
         crate::kmalloc::LARGE.purge_due(d.page_source(), now);
         let next = d.sweep.due().min(crate::kmalloc::LARGE.next_due());
-        if next == u64::MAX {
-            // Nothing pending: sleep until a part or the large tier has something (Dekker with
-            // `wake`: announce the sleep, then look again).
-            SLEEP.store(1, Ordering::SeqCst);
-            if d.sweep.due() == u64::MAX && crate::kmalloc::LARGE.next_due() == u64::MAX {
-                sleep(u64::MAX);
-            }
-            SLEEP.store(0, Ordering::Relaxed);
-        } else {
+        if next != u64::MAX {
             // The coarse clock ticks about every 4 ms: wake a tick after the deadline.
             sleep(next.saturating_sub(now) + 4);
+            deep_due = true;
+            continue;
         }
+        if deep_due {
+            // Quiet now: one deep pass later gives back the few empties each part keeps.
+            deep_due = false;
+            if nap(DEEP_MS) {
+                let now = crate::mem::now_ms();
+                d.sweep_deep(now, DEEP_MS);
+                ROUNDS.fetch_add(1, Ordering::Relaxed);
+            }
+            continue;
+        }
+        // Nothing pending: sleep until a part or the large tier has something.
+        nap(u64::MAX);
     }
 }
 
-/// Sleeps on `SLEEP` for `ms` milliseconds (`u64::MAX`: until woken).
+/// Sleeps `ms` (`u64::MAX`: forever) unless a part or the large tier gets something to purge
+/// meanwhile (Dekker with `mem::ring_purge_bell`: announce the sleep, then look again). True
+/// if the whole time passed with nothing new.
+fn nap(ms: u64) -> bool {
+    SLEEP.store(1, Ordering::SeqCst);
+    let quiet = || {
+        crate::global::default_domain().is_none_or(|d| d.sweep.due() == u64::MAX)
+            && crate::kmalloc::LARGE.next_due() == u64::MAX
+    };
+    if !quiet() {
+        SLEEP.store(0, Ordering::Relaxed);
+        return false;
+    }
+    sleep_on_bell(ms);
+    // A ring cleared the word; a timeout left it set.
+    SLEEP.swap(0, Ordering::Relaxed) == 1 && quiet()
+}
+
+/// Sleeps `ms` milliseconds on the bell word while it reads 0 (a timed wait nobody cuts short).
 fn sleep(ms: u64) {
+    futex_wait(0, ms);
+}
+
+/// Waits on the bell word while it reads 1, for `ms` (`u64::MAX`: until rung).
+fn sleep_on_bell(ms: u64) {
+    futex_wait(1, ms);
+}
+
+/// FUTEX_WAIT on the bell word expecting `val`, for `ms` milliseconds (`u64::MAX`: no timeout).
+fn futex_wait(val: u32, ms: u64) {
     let ts = libc::timespec {
         tv_sec: (ms / 1000).min(i64::MAX as u64) as libc::time_t,
         tv_nsec: ((ms % 1000) * 1_000_000) as libc::c_long,
@@ -171,7 +209,7 @@ fn sleep(ms: u64) {
             libc::SYS_futex,
             SLEEP.as_ptr(),
             libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
-            if ms == u64::MAX { 1u32 } else { 0u32 },
+            val,
             tp,
         );
     }

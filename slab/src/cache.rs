@@ -535,7 +535,7 @@ impl CacheInner {
         if due != 0 {
             let now = mem::now_ms();
             if now >= due {
-                self.purge_part(part, now, self.purge_delay_ms());
+                self.purge_part(part, now, self.purge_delay_ms(), self.min_partial);
             }
         }
         self.domain().maybe_sweep();
@@ -549,7 +549,7 @@ impl CacheInner {
             return;
         }
         if due.saturating_sub(self.purge_delay_ms()) + age <= now {
-            self.purge_part(part, now, age);
+            self.purge_part(part, now, age, self.min_partial);
         }
         let next = part.next_purge.load(std::sync::atomic::Ordering::Relaxed);
         if next != 0 {
@@ -558,16 +558,16 @@ impl CacheInner {
     }
 
     /// See [`CacheInner::maybe_purge`]: gives back the empties idle for at least `age` ms at
-    /// `now` (the purge delay, or less for a pressure sweep).
+    /// `now`, keeping `keep` of them (`min_partial`; 0 for the background purger's deep pass).
     #[cold]
-    fn purge_part(&self, part: &NodePart, now: u64, age: u64) {
+    pub(crate) fn purge_part(&self, part: &NodePart, now: u64, age: u64, keep: usize) {
         let delay = self.purge_delay_ms();
         let mut batch: [*mut Slab; 64] = [ptr::null_mut(); 64];
         let mut n = 0;
         {
             let mut lists = part.lock();
             // Oldest first: empties are appended at the tail and reused from the tail.
-            while n < batch.len() && lists.empty.len > self.min_partial {
+            while n < batch.len() && lists.empty.len > keep {
                 let s = lists.empty.head();
                 // SAFETY: list members are valid under the lock.
                 if now < unsafe { (*s).idle_since.get() } + age {

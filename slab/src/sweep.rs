@@ -112,3 +112,31 @@ impl SlabDomain {
         self.sweep.busy.store(false, Ordering::Release);
     }
 }
+
+impl SlabDomain {
+    /// The background purger's deep pass, once a program has gone quiet: gives back every empty
+    /// slab of the kmalloc caches' parts idle for `age` ms at `now`, the `min_partial` ones a
+    /// part keeps for reuse included.
+    #[cold]
+    pub(crate) fn sweep_deep(&self, now: u64, age: u64) {
+        if self.sweep.busy.swap(true, Ordering::Acquire) {
+            return;
+        }
+        for c in self.kmalloc.iter() {
+            let c = c.load(Ordering::Acquire);
+            if c.is_null() {
+                continue;
+            }
+            // SAFETY: as in `sweep_now`.
+            let c = unsafe { &*c };
+            for i in 0..c.nr_node_ids {
+                let p = c.part(NodeId::new(i as u16));
+                if !p.is_null() {
+                    // SAFETY: as above.
+                    c.purge_part(unsafe { &*p }, now, age, 0);
+                }
+            }
+        }
+        self.sweep.busy.store(false, Ordering::Release);
+    }
+}
