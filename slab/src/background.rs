@@ -98,6 +98,10 @@ pub(crate) fn maybe_start(d: &'static crate::SlabDomain) {
 
 #[cold]
 fn start() {
+    // Miri and loom model the program's own threads only.
+    if cfg!(any(miri, loom)) {
+        return;
+    }
     if STATE
         .compare_exchange(IDLE, STARTING, Ordering::Acquire, Ordering::Relaxed)
         .is_err()
