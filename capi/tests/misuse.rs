@@ -47,10 +47,15 @@ fn program() -> Option<PathBuf> {
 }
 
 fn run(case: &str) -> Option<(std::process::ExitStatus, String, String)> {
+    run_env(case, &[])
+}
+
+fn run_env(case: &str, env: &[(&str, &str)]) -> Option<(std::process::ExitStatus, String, String)> {
     let exe = program()?;
     let out = Command::new(exe)
         .arg(case)
         .env("LD_PRELOAD", hotslab_so())
+        .envs(env.iter().copied())
         .output()
         .expect("run misuse");
     Some((
@@ -61,7 +66,11 @@ fn run(case: &str) -> Option<(std::process::ExitStatus, String, String)> {
 }
 
 fn expect_abort(case: &str, needle: &str) {
-    let Some((status, stdout, stderr)) = run(case) else {
+    expect_abort_env(case, needle, &[]);
+}
+
+fn expect_abort_env(case: &str, needle: &str, env: &[(&str, &str)]) {
+    let Some((status, stdout, stderr)) = run_env(case, env) else {
         return;
     };
     assert_eq!(
@@ -114,4 +123,41 @@ fn free_of_a_never_handed_out_slot_aborts() {
 #[test]
 fn foreign_pointer_free_aborts() {
     expect_abort("foreign", "hotslab never handed out");
+}
+
+const DEBUG: &[(&str, &str)] = &[("HOTSLAB_DEBUG", "1")];
+const SECURE: &[(&str, &str)] = &[("HOTSLAB_SECURE", "1")];
+
+#[test]
+fn overflow_and_underflow_abort_in_debug_and_secure_modes() {
+    for env in [DEBUG, SECURE] {
+        expect_abort_env("overflow", "red zone after the object overwritten", env);
+        expect_abort_env("underflow", "red zone before the object overwritten", env);
+    }
+}
+
+#[test]
+fn write_after_free_aborts_in_debug_and_secure_modes() {
+    for env in [DEBUG, SECURE] {
+        expect_abort_env("use_after_free", "written after it was freed", env);
+    }
+}
+
+#[test]
+fn default_mode_misses_what_only_the_checked_modes_see() {
+    // The control: without red zones the same overflow runs to the end of the program (a
+    // write after free in the default mode corrupts the freelist: undefined, so not run here).
+    let Some((status, stdout, _)) = run("overflow") else {
+        return;
+    };
+    assert_eq!(status.code(), Some(3), "overflow: {status:?} {stdout}");
+}
+
+#[test]
+fn secure_and_debug_modes_still_catch_the_default_cases() {
+    for env in [DEBUG, SECURE] {
+        expect_abort_env("double_free", "double free", env);
+        expect_abort_env("interior", "middle of an object", env);
+        expect_abort_env("foreign", "hotslab never handed out", env);
+    }
 }

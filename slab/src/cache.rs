@@ -514,6 +514,7 @@ impl CacheInner {
         unsafe {
             let units = (*s).units as usize;
             let base = (*s).base;
+            crate::debug::before_release(&*s);
             meta_free(s.cast(), Layout::new::<Slab>());
             crate::asan::unpoison(base, units * mem::UNIT);
             self.domain()

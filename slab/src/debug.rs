@@ -44,8 +44,23 @@ impl DebugFlags {
     /// Store free pointers obfuscated with a per-cache secret and their own address, and check
     /// each one before following it.
     pub const HARDENED_FREELIST: DebugFlags = DebugFlags(4);
-    /// Every check.
+    /// Every check of the debug mode (red zones, poison, hardened freelist).
     pub const ALL: DebugFlags = DebugFlags(7);
+    /// Link a new slab's free slots in a random order, so allocation order within a slab (and
+    /// which object follows which in memory) cannot be predicted.
+    pub const SHUFFLE: DebugFlags = DebugFlags(8);
+    /// Delay reuse: a freed object goes to the tail of its slab's freelist (first in, first
+    /// out), and a slab is allocated from only while more than [`QUARANTINE_SLOTS`] of its slots
+    /// are free, so a freed object waits behind at least that many others (with `POISON`, a
+    /// write to it meanwhile is caught when it is reused).
+    pub const QUARANTINE: DebugFlags = DebugFlags(16);
+    /// End every slab with an inaccessible guard page (`PROT_NONE`), so a linear overflow out of
+    /// the last objects faults instead of reaching the next slab.
+    pub const GUARD: DebugFlags = DebugFlags(32);
+    /// The secure mode (`HOTSLAB_SECURE=1`, or the `secure` feature): every flag. Freed objects
+    /// are overwritten (poison), which gives zero-on-free's protection against reading stale
+    /// data and lets the reuse check see writes after free; `calloc` still returns zeros.
+    pub const SECURE: DebugFlags = DebugFlags(63);
 
     /// The raw bits.
     pub const fn bits(self) -> u32 {
@@ -54,7 +69,7 @@ impl DebugFlags {
 
     /// Flags from raw bits (unknown bits are dropped).
     pub const fn from_bits(bits: u32) -> DebugFlags {
-        DebugFlags(bits & Self::ALL.0)
+        DebugFlags(bits & Self::SECURE.0)
     }
 
     /// Whether every flag of `other` is set.
@@ -86,6 +101,12 @@ pub const RED_ACTIVE: u8 = 0xcc;
 
 /// Bytes of the free-pointer word at the start of a debug slot.
 const FP: usize = 8;
+
+/// Free slots a slab keeps back under [`DebugFlags::QUARANTINE`].
+pub const QUARANTINE_SLOTS: u32 = 4;
+
+/// Bytes of the guard page at the end of a slab under [`DebugFlags::GUARD`].
+const GUARD_BYTES: usize = 4096;
 
 /// Geometry of a cache's debug slots.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -157,6 +178,30 @@ pub(crate) fn is_object(s: &Slab, p: *mut u8) -> bool {
         .wrapping_sub(s.dbg.obj_off as usize);
     let stride = s.stride as usize;
     o < s.capacity as usize * stride && o % stride == 0
+}
+
+/// Whether `s` has more free slots than the quarantine keeps back.
+fn has_unquarantined(s: &Slab) -> bool {
+    s.capacity - s.in_use() > QUARANTINE_SLOTS
+}
+
+/// Before a debug slab's span goes back to its arena (no lock needed: nothing reaches the slab):
+/// makes its guard page accessible again.
+///
+/// # Safety
+/// `s` is a detached debug slab whose span is still mapped.
+pub(crate) unsafe fn before_release(s: &Slab) {
+    if s.dbg.flags & DebugFlags::GUARD.0 != 0 {
+        // SAFETY: the span is ours until it is handed back after this call.
+        unsafe {
+            let end = s.base.add(s.units as usize * crate::mem::UNIT);
+            libc::mprotect(
+                end.sub(GUARD_BYTES).cast(),
+                GUARD_BYTES,
+                libc::PROT_READ | libc::PROT_WRITE,
+            );
+        }
+    }
 }
 
 /// Whether `q` is the address of a slot of `s`.
@@ -295,6 +340,20 @@ fn alloc_on(c: &CacheInner, want: Option<NodeId>, bits: u32) -> *mut u8 {
             continue;
         }
         let mut s = lists.debug.head();
+        if DebugFlags::from_bits(bits).contains(DebugFlags::QUARANTINE) {
+            // The first slab (of the first few) with more than the quarantined slots free.
+            let mut k = 0;
+            // SAFETY: list members are valid under the list lock.
+            while !s.is_null() && !has_unquarantined(unsafe { &*s }) {
+                k += 1;
+                // SAFETY: as above.
+                s = if k < 8 {
+                    unsafe { (*s).next.get() }
+                } else {
+                    ptr::null_mut()
+                };
+            }
+        }
         // SAFETY: list members are valid under the list lock.
         if s.is_null() || unsafe { (*s).free.get() }.is_null() {
             match new_debug_slab(c, part, &mut lists, bits) {
@@ -324,26 +383,67 @@ fn new_debug_slab(
     bits: u32,
 ) -> Option<*mut Slab> {
     let lay = layout(c.size, debug_align(c))?;
+    let mut flags = DebugFlags::from_bits(bits);
+    let mut geo = lay.geo;
+    if flags.contains(DebugFlags::GUARD) {
+        let span = geo.units as usize * crate::mem::UNIT;
+        match (span - GUARD_BYTES) / lay.stride {
+            0 => flags = DebugFlags(flags.0 & !DebugFlags::GUARD.0),
+            n => geo.capacity = geo.capacity.min(n as u32),
+        }
+    }
     let dbg = SlotDebug {
-        flags: bits,
+        flags: flags.bits(),
         obj_off: lay.obj_off as u32,
         obj_size: c.size as u32,
     };
-    let s = c.new_slab_with(part, lists, lay.stride, 0, lay.geo, dbg)?;
+    let s = c.new_slab_with(part, lists, lay.stride, 0, geo, dbg)?;
     // SAFETY: s is a fresh slab of this part on its empty list; we hold the list lock.
     unsafe {
         lists.take(s);
         let sr = &*s;
-        let mut i = sr.capacity;
+        if flags.contains(DebugFlags::GUARD) {
+            let end = sr.base.add(sr.units as usize * crate::mem::UNIT);
+            // The span is ours (fresh from the arena, page aligned); its last page becomes
+            // inaccessible until `before_release` gives it back.
+            if libc::mprotect(end.sub(GUARD_BYTES).cast(), GUARD_BYTES, libc::PROT_NONE) != 0 {
+                // No guard (out of mappings): the slab works without one.
+                let _ = &sr;
+            }
+        }
+        // Slot order: descending addresses (so the list pops them ascending), or a random
+        // permutation (Fisher-Yates driven by a generator seeded from the cache secret and the
+        // slab's address) under SHUFFLE.
+        let cap = sr.capacity as usize;
+        let mut order = [0u16; 1024];
+        let shuffle = flags.contains(DebugFlags::SHUFFLE) && cap <= order.len();
+        if shuffle {
+            for (i, o) in order[..cap].iter_mut().enumerate() {
+                *o = i as u16;
+            }
+            let mut x = c.secret ^ (sr.base as usize).rotate_left(29) ^ 0x9e37_79b9_7f4a_7c15;
+            for i in (1..cap).rev() {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                order.swap(i, x % (i + 1));
+            }
+        }
+        let mut i = cap;
         while i > 0 {
             i -= 1;
-            let slot = sr.base.add(i as usize * sr.stride as usize);
+            let k = if shuffle { order[i] as usize } else { i };
+            let slot = sr.base.add(k * sr.stride as usize);
             let obj = slot.add(lay.obj_off);
             set_zones(sr, slot, RED_INACTIVE);
             if let Some(ctor) = c.ctor {
                 ctor(obj);
             } else if poisons(sr) {
                 poison(sr, obj);
+            }
+            if sr.free.get().is_null() {
+                // The first slot linked is the list's last: the quarantine's tail.
+                sr.local_free.set(slot);
             }
             fp_set(sr, slot, sr.free.get());
             sr.free.set(slot);
@@ -413,6 +513,9 @@ unsafe fn take(s: &Slab) -> *mut u8 {
             );
         }
         s.free.set(next);
+        if next.is_null() {
+            s.local_free.set(ptr::null_mut());
+        }
         s.allocs.add(1);
         set_zones(s, slot, RED_ACTIVE);
     }
@@ -496,8 +599,19 @@ unsafe fn free_inner(p: *mut u8, may_discard: bool) {
         if poisons(s) {
             poison(s, p);
         }
-        fp_set(s, slot, s.free.get());
-        s.free.set(slot);
+        let tail = s.local_free.get();
+        if flags(s).contains(DebugFlags::QUARANTINE) && !tail.is_null() {
+            // First in, first out: reused after every slot freed before it.
+            fp_set(s, slot, ptr::null_mut());
+            fp_set(s, tail, slot);
+            s.local_free.set(slot);
+        } else {
+            if tail.is_null() {
+                s.local_free.set(slot);
+            }
+            fp_set(s, slot, s.free.get());
+            s.free.set(slot);
+        }
         s.frees.add(1);
     }
     settle(c, part, &mut lists, sp, may_discard);

@@ -9,7 +9,8 @@
 //! | `HOTSLAB_MODE` | `onlinemems` (default), `legacy`, `slabnodes` | locking mode of the default domain |
 //! | `HOTSLAB_NODES` | `1`..=128 | a simulated topology of that many nodes over the real ones |
 //! | `HOTSLAB_STATS` | `1` (stderr), or an absolute file path (appended) | slabinfo table at exit |
-//! | `HOTSLAB_DEBUG` | `1`/`all`, or letters `Z` red zones, `P` poison, `H` hardened freelist | debug mode of the kmalloc caches ([`crate::DebugFlags`]) |
+//! | `HOTSLAB_DEBUG` | `1`/`all`, or letters `Z` red zones, `P` poison, `H` hardened freelist, `S` shuffled slots, `Q` quarantine, `G` guard pages | debug mode of the kmalloc caches ([`crate::DebugFlags`]) |
+//! | `HOTSLAB_SECURE` | `0` or `1` (default 0; 1 with the `secure` feature) | the secure mode: every debug check plus shuffled slots, FIFO reuse behind a quarantine, guard pages |
 //! | `HOTSLAB_BACKGROUND` | `0` or `1` (default 1) | `0`: no background purger thread (empties then keep a 32 MiB budget and are purged from slow paths only) |
 //! | `HOTSLAB_PURGE_MS` | `0`..=60000 (default 50) | how long empty slabs stay committed before they are given back in a batch (0: at once) |
 
@@ -115,6 +116,9 @@ fn parse_debug(s: &[u8]) -> Option<DebugFlags> {
             b'Z' => DebugFlags::RED_ZONE,
             b'P' => DebugFlags::POISON,
             b'H' => DebugFlags::HARDENED_FREELIST,
+            b'S' => DebugFlags::SHUFFLE,
+            b'Q' => DebugFlags::QUARANTINE,
+            b'G' => DebugFlags::GUARD,
             _ => return None,
         };
     }
@@ -158,10 +162,22 @@ pub(crate) fn read() {
             _ => say(&[b"hotslab: HOTSLAB_BACKGROUND: expected 0 or 1; using 1\n"]),
         }
     }
+    if cfg!(feature = "secure") {
+        DEBUG.store(DebugFlags::SECURE.bits(), Ordering::Relaxed);
+    }
+    if let Some(v) = env(b"HOTSLAB_SECURE\0") {
+        match v {
+            b"1" => DEBUG.store(DebugFlags::SECURE.bits(), Ordering::Relaxed),
+            b"0" => DEBUG.store(0, Ordering::Relaxed),
+            _ => say(&[b"hotslab: HOTSLAB_SECURE: expected 0 or 1; ignored\n"]),
+        }
+    }
     if let Some(v) = env(b"HOTSLAB_DEBUG\0") {
         match parse_debug(v) {
-            Some(f) => DEBUG.store(f.bits(), Ordering::Relaxed),
-            None => say(&[b"hotslab: HOTSLAB_DEBUG: expected 0, 1, all or letters Z P H; off\n"]),
+            Some(f) => DEBUG.store(DEBUG.load(Ordering::Relaxed) | f.bits(), Ordering::Relaxed),
+            None => {
+                say(&[b"hotslab: HOTSLAB_DEBUG: expected 0, 1, all or letters Z P H S Q G; off\n"])
+            }
         }
     }
     if let Some(v) = env(b"HOTSLAB_STATS\0") {

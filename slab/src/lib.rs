@@ -113,7 +113,7 @@ pub use cache::{
     CacheConfig, CacheError, CacheFlags, CacheStats, KmemCache, CACHE_LINE, MAX_ALIGN,
     MAX_OBJECT_SIZE,
 };
-pub use debug::{DebugFlags, POISON_END, POISON_FREE, RED_ACTIVE, RED_INACTIVE};
+pub use debug::{DebugFlags, POISON_END, POISON_FREE, QUARANTINE_SLOTS, RED_ACTIVE, RED_INACTIVE};
 pub use domain::{DomainConfig, InvariantReport, LockingMode, SlabDomain, Violations};
 #[cfg(not(loom))]
 pub use fork::{fork_stats, install_fork_handlers, ForkStats};

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <malloc.h>
 #include <pthread.h>
 
 static void *volatile sink;
@@ -51,6 +52,26 @@ int main(int argc, char **argv) {
         char *p = malloc(32);
         uintptr_t slab = (uintptr_t)p & ~(uintptr_t)0xffff;
         free((void *)(slab + 32 * 1500));
+    } else if (!strcmp(c, "overflow")) {
+        /* One byte past the 40 bytes asked for (debug and secure modes: caught at free). */
+        char *p = malloc(40);
+        size_t n = malloc_usable_size(p);
+        p[n] = 0x41;
+        free(p);
+    } else if (!strcmp(c, "underflow")) {
+        char *p = malloc(40);
+        p[-1] = 0x41;
+        free(p);
+    } else if (!strcmp(c, "use_after_free")) {
+        /* A write into a freed object, then the program goes on allocating that size (debug
+         * and secure modes: caught when the slot is reused). */
+        char *p = malloc(40);
+        char *keep[64];
+        for (int i = 0; i < 64; i++) keep[i] = malloc(40);
+        free(p);
+        p[3] = 0x11;
+        for (int i = 0; i < 64; i++) free(keep[i]);
+        for (int i = 0; i < 200000; i++) (void)!malloc(40);
     } else if (!strcmp(c, "foreign")) {
         static char buf[64];
         free(buf + 8);
