@@ -97,6 +97,7 @@ mod hotplug;
 mod kmalloc;
 mod knobs;
 mod node;
+pub mod publish;
 #[cfg(not(loom))]
 pub mod race;
 mod report;
