@@ -266,7 +266,7 @@ fn render(
     }
     let mut lines: Vec<String> = Vec::new();
     lines.push(format!(
-        "hotslab-top: pid {}, {} mode, {} node{}{}, snapshot #{} {:.1} s old{}",
+        "hotslab-top: pid {}, {} mode, {} node{}{}, snapshot #{} {:.1} s old{}{}",
         s.pid,
         s.mode.name(),
         ids.len(),
@@ -274,6 +274,11 @@ fn render(
         if s.simulated { " (simulated)" } else { "" },
         s.publishes,
         now.saturating_sub(s.time_ms) as f64 / 1000.0,
+        if now.saturating_sub(s.time_ms) > 2000 {
+            " (idle: from its last slow path)"
+        } else {
+            ""
+        },
         if s.truncated {
             " (some caches or nodes left out)"
         } else {

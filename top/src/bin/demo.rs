@@ -1,11 +1,15 @@
 //! `hotslab-top-demo`: a program on hotslab (its `#[global_allocator]`) to look at with
 //! `hotslab-top`, and the target of its tests.
 //!
-//! * `hotslab-top-demo ready [N]` allocates N (default 5000) objects of several sizes and N/5
-//!   from a cache of its own (`demo-objects`, 200 bytes), prints its slabinfo table on stdout
+//! * `hotslab-top-demo ready [N] [hotplug]` allocates N (default 5000) objects of several sizes
+//!   and N/5 from a cache of its own (`demo-objects`, 200 bytes) — with `hotplug`, first a
+//!   forced offline and an online of the last node —, prints its slabinfo table on stdout
 //!   (`hotslab::print_slabinfo`), publishes a snapshot (`hotslab::publish::publish_now`), writes
-//!   `ready` on stdout, and waits for end of input on stdin; then it exits normally. Nothing
-//!   allocates between the table and `ready`, so the table and the snapshot agree.
+//!   `published=0|1` and `ready` on stdout, and waits for end of input on stdin; then it exits
+//!   normally. Nothing allocates between the table and `ready`, so the table and the snapshot
+//!   agree.
+//! * `hotslab-top-demo fork` allocates, forks, and the child allocates, publishes, writes
+//!   `child=<pid>` and `ready`; both wait for end of input (the parent then reaps the child).
 //! * `hotslab-top-demo churn` allocates and frees in waves until stdin ends (or a line is
 //!   entered); with more than one node (`HOTSLAB_NODES=4`) it offlines (forced) and onlines the
 //!   last node every two seconds, so hotslab-top shows hotplug events.
@@ -28,17 +32,60 @@ fn say(s: &[u8]) {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
-        Some("ready") => ready(args.get(2).and_then(|n| n.parse().ok()).unwrap_or(5000)),
+        Some("ready") => ready(
+            args.get(2).and_then(|n| n.parse().ok()).unwrap_or(5000),
+            args.get(3).is_some_and(|a| a == "hotplug"),
+        ),
         Some("churn") => churn(),
+        Some("fork") => fork(),
         _ => {
-            eprintln!("usage: hotslab-top-demo ready [N] | churn");
+            eprintln!("usage: hotslab-top-demo ready [N] [hotplug] | churn | fork");
             std::process::exit(2);
         }
     }
 }
 
-fn ready(n: usize) {
+fn wait_for_eof() {
+    let mut stdin = std::io::stdin().lock();
+    let mut buf = [0u8; 64];
+    while matches!(stdin.read(&mut buf), Ok(k) if k > 0) {}
+}
+
+fn fork() {
+    let keep: Vec<Vec<u8>> = (0..1000).map(|i| vec![i as u8; 48]).collect();
+    // SAFETY: the child only allocates (hotslab's fork handlers make that safe), writes and
+    // exits normally.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork");
+    if pid == 0 {
+        let more: Vec<Vec<u8>> = (0..3000).map(|i| vec![i as u8; 100]).collect();
+        let line = format!("child={}\n", std::process::id());
+        let ok = hotslab::publish::publish_now();
+        say(line.as_bytes());
+        say(if ok {
+            b"published=1\n"
+        } else {
+            b"published=0\n"
+        });
+        say(b"ready\n");
+        wait_for_eof();
+        std::hint::black_box((&keep, &more));
+        return;
+    }
+    wait_for_eof();
+    let mut st = 0;
+    // SAFETY: reaps our child.
+    unsafe { libc::waitpid(pid, &mut st, 0) };
+    std::hint::black_box(&keep);
+}
+
+fn ready(n: usize, hotplug: bool) {
     let d = hotslab::default_domain().expect("default domain");
+    if hotplug {
+        let last = d.topology().nodes().iter().last().expect("a node");
+        d.offline_node_forced(last).expect("offline");
+        d.online_node(last).expect("online");
+    }
     let cache = d
         .create_cache(CacheConfig::new("demo-objects", 200))
         .expect("create cache");
@@ -56,12 +103,17 @@ fn ready(n: usize) {
             *b = Box::new([]);
         }
     }
-    let mut stdin = std::io::stdin().lock();
-    let mut buf = [0u8; 64];
+    let stdin = std::io::stdin();
+    drop(stdin.lock()); // std's stdin buffer is allocated here, before the table
     assert!(hotslab::print_slabinfo(1), "print_slabinfo");
-    assert!(hotslab::publish::publish_now(), "publish_now");
+    let ok = hotslab::publish::publish_now();
+    say(if ok {
+        b"published=1\n"
+    } else {
+        b"published=0\n"
+    });
     say(b"ready\n");
-    while matches!(stdin.read(&mut buf), Ok(k) if k > 0) {}
+    wait_for_eof();
     std::hint::black_box(&small);
     for p in objs {
         cache.free(p).expect("free");
