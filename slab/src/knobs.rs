@@ -274,11 +274,10 @@ fn verbose(d: &SlabDomain) {
             let _ = write!(w, "(on N{})", topo.real_node(nid).index());
         }
         let _ = write!(w, ":{}MiB", topo.node_memory(nid) >> 20);
-        match crate::publish::tier_of(d, nid) {
+        let _ = match crate::publish::tier_of(d, nid) {
             Some(t) => write!(w, ":tier{t}"),
             None => w.write_str(":tier-"),
-        }
-        .ok();
+        };
     }
     let _ = w.write_str("]\n");
     let stats = match STATS.load(Ordering::Acquire) {

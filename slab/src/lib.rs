@@ -79,6 +79,7 @@
 //! ```
 
 #![deny(unsafe_op_in_unsafe_fn)]
+#![warn(missing_docs)]
 
 /// Following real Linux memory hotplug (sysfs + kernel uevents) in a background thread.
 #[cfg(all(target_os = "linux", not(loom)))]

@@ -789,7 +789,7 @@ mod tests {
 
     #[test]
     fn layout_fits() {
-        assert_eq!(CACHE_RECORD_SIZE % 8, 0);
-        assert!(FILE_SIZE < 128 * 1024);
+        const { assert!(CACHE_RECORD_SIZE % 8 == 0 && FILE_SIZE < 128 * 1024) };
+        assert_eq!(path(42), "/dev/shm/hotslab.42");
     }
 }
