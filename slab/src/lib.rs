@@ -18,7 +18,12 @@
 //! | heap | `heap.rs`, `tls.rs` | per-thread heaps: ownership, fast paths, refill, revocation, exit |
 //! | domain | `domain.rs`, `hotplug.rs`, `fork.rs`, `race.rs`, `linux.rs` | the cache registry, locking modes, the hotplug notifier, fork |
 //! | kmalloc | `kmalloc.rs`, `trim.rs` | size classes, kmalloc/kfree/krealloc over a domain |
-//! | global allocator | `global.rs`, `knobs.rs`, `report.rs`, `stats.rs` | the default domain, `SlabAlloc`, environment knobs |
+//! | global allocator | `global.rs`, `knobs.rs`, `report.rs`, `stats.rs`, `publish.rs` | the default domain, `SlabAlloc`, environment knobs, statistics for `hotslab-top` |
+//!
+//! `publish.rs` is reached from below: the heap's slow paths (acquire, release) and the slab
+//! notifier call `publish::tick` / `publish::hotplug_event` (one line each). It never waits for a
+//! lock that comes before the caller's (it takes `slab_mutex` only with `try_lock`) and never
+//! allocates.
 //!
 //! Debug slabs are never owned by a heap: the heap's slow path asks `debug.rs` for an object
 //! while a cache is in debug mode, and `debug.rs` never calls up into the heap.
