@@ -14,12 +14,15 @@ use std::process::ExitCode;
 use hotslab::publish::{self, CacheInfo, ReadError, Snapshot};
 
 const USAGE: &str = "usage: hotslab-top [--once] [--sort a|o|s|c|n] PID
+       hotslab-top --clean
 
 Shows the slab caches of process PID, which runs hotslab (#[global_allocator] or
 LD_PRELOAD=libhotslab.so) and publishes statistics in /dev/shm/hotslab.PID
 (HOTSLAB_PUBLISH=0 turns that off), refreshed every second.
 
   --once        print one table and exit
+  --clean       remove the stale /dev/shm/hotslab.* files of processes that died without
+                their exit hooks (killed, aborted, or _exit in a fork child)
   --sort KEY    a: active objects, o: objects (default), s: object size,
                 c: cache size, n: name
 Keys while running: q quits, a/o/s/c/n change the sort.";
@@ -84,6 +87,7 @@ fn parse_args() -> Result<Args, String> {
     while let Some(a) = it.next() {
         match a.as_str() {
             "--once" => once = true,
+            "--clean" => std::process::exit(clean()),
             "-h" | "--help" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -143,6 +147,43 @@ fn main() -> ExitCode {
         return fail(args.pid, &e);
     }
     interactive(args.pid, args.sort, &tiers)
+}
+
+/// `--clean`: removes the files of dead processes (and stale files under live pids, once they
+/// are two seconds old).
+fn clean() -> i32 {
+    let Ok(dir) = std::fs::read_dir("/dev/shm") else {
+        return 0;
+    };
+    for e in dir.flatten() {
+        let name = e.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("hotslab."))
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        // A file being created is briefly "stale" (not mapped yet): only old ones go.
+        let old = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|a| a.as_secs() >= 2);
+        let gone = match publish::read(pid) {
+            Err(ReadError::NoProcess) => true,
+            Err(ReadError::Stale) => old,
+            _ => false,
+        };
+        if gone {
+            match std::fs::remove_file(e.path()) {
+                Ok(()) => println!("removed {}", e.path().display()),
+                Err(err) => eprintln!("hotslab-top: {}: {err}", e.path().display()),
+            }
+        }
+    }
+    0
 }
 
 fn fail(pid: u32, e: &ReadError) -> ExitCode {

@@ -312,7 +312,13 @@ fn a_stale_file_is_not_taken_for_a_live_process() {
     let o = top(&["--once", &dead.to_string()]);
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("no such process"));
-    let _ = std::fs::remove_file(shm(dead));
+    let o = top(&["--clean"]);
+    assert!(o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains(&format!("removed {}", shm(dead).display())),
+        "--clean removes the file of the dead process"
+    );
+    assert!(!shm(dead).exists());
     // ... and found under the pid of a live process that does not run hotslab.
     let mut other = Command::new("/bin/sh")
         .args(["-c", "read x"])
