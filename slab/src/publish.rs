@@ -185,6 +185,7 @@ pub fn publish_now() -> bool {
 
 /// A fork child: the mapping is the parent's file; forget it (the next slow path creates
 /// `/dev/shm/hotslab.<child pid>`). The child has one thread, so BUSY is released too.
+#[cfg_attr(loom, allow(dead_code))] // fork.rs is not built under loom
 pub(crate) fn after_fork_child() {
     let m = MAP.swap(ptr::null_mut(), Ordering::AcqRel);
     if !m.is_null() {
