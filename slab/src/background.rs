@@ -55,6 +55,11 @@ pub fn background_running() -> bool {
     running()
 }
 
+/// Whether the thread is off (`HOTSLAB_BACKGROUND=0`, or it could not be created).
+pub(crate) fn is_off() -> bool {
+    STATE.load(Ordering::Relaxed) == OFF
+}
+
 /// `HOTSLAB_BACKGROUND=0`: never start the thread.
 pub(crate) fn disable() {
     STATE.store(OFF, Ordering::Relaxed);

@@ -710,7 +710,8 @@ mod tests {
 
     #[test]
     fn flags_and_secret() {
-        assert_eq!(DebugFlags::from_bits(0xff), DebugFlags::ALL);
+        assert_eq!(DebugFlags::from_bits(0xff), DebugFlags::SECURE);
+        assert!(DebugFlags::SECURE.contains(DebugFlags::ALL | DebugFlags::GUARD));
         assert!(DebugFlags::ALL.contains(DebugFlags::POISON | DebugFlags::RED_ZONE));
         assert!(DebugFlags::NONE.is_empty());
         let (a, b) = (new_secret(1), new_secret(2));

@@ -827,11 +827,18 @@ impl SlabDomain {
     }
 
     pub(crate) fn on_memory_event(&self, ev: &MemoryNotify) -> Result<(), NotifyError> {
-        crate::hotplug::handle(self, ev)
+        let r = crate::hotplug::handle(self, ev);
+        crate::publish::hotplug_event(self, ev, &r);
+        r
     }
 
     pub(crate) fn registry(&self) -> MutexGuard<'_, Registry> {
         self.slab_mutex()
+    }
+
+    /// `slab_mutex` if it is free now (for callers that may hold locks that come after it).
+    pub(crate) fn try_registry(&self) -> Option<MutexGuard<'_, Registry>> {
+        crate::sync::try_lock(&self.registry)
     }
 
     pub(crate) fn set_slab_node(&self, reg: &mut Registry, nid: NodeId, on: bool) {

@@ -243,6 +243,12 @@ fn in_boot(p: *mut u8) -> bool {
     (p as usize) >= base && (p as usize) < base + BOOT_SIZE
 }
 
+/// Whether `d` is the (built) default domain: one load and a pointer compare.
+#[inline]
+pub(crate) fn is_default(d: &SlabDomain) -> bool {
+    STATE.load(Ordering::Acquire) == READY && ptr::eq(d, DOMAIN.0.get().cast::<SlabDomain>())
+}
+
 /// The process-wide default slab domain (built on first use).
 pub fn default_domain() -> Option<&'static SlabDomain> {
     domain()

@@ -1135,6 +1135,7 @@ unsafe fn locked_refill(
             let mut got = [ptr::null_mut::<Slab>(); ACQUIRE_BATCH];
             let k = acquire(cache, part, heap, tc, &mut got);
             cache.maybe_purge(part);
+            crate::publish::tick(cache.domain());
             if k == 0 {
                 continue;
             }
@@ -1278,6 +1279,7 @@ pub(crate) unsafe fn release_owned(cache: &CacheInner, s: &Slab) {
         }
     }
     cache.maybe_purge(part);
+    crate::publish::tick(cache.domain());
 }
 
 /// A thread without a heap (exiting, or out of heap ids): allocate straight from a resting slab

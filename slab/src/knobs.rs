@@ -1,7 +1,8 @@
 //! Environment knobs of the process-wide default domain, read once when it is built and without
 //! allocating (libc `getenv` on the static environment, values parsed by hand): `HOTSLAB_MODE`,
-//! `HOTSLAB_NODES`, `HOTSLAB_STATS`, `HOTSLAB_DEBUG`. Owns the parsed values and the exit hook
-//! that prints the slabinfo table; must not allocate or panic. Domains built by hand ignore
+//! `HOTSLAB_NODES`, `HOTSLAB_STATS`, `HOTSLAB_DEBUG`, `HOTSLAB_PURGE_MS`, `HOTSLAB_PUBLISH`,
+//! `HOTSLAB_VERBOSE`. Owns the parsed values, the exit hook that prints the slabinfo table and
+//! the `HOTSLAB_VERBOSE` start line; must not allocate or panic. Domains built by hand ignore
 //! these variables.
 //!
 //! | variable | values | effect |
@@ -13,9 +14,11 @@
 //! | `HOTSLAB_SECURE` | `0` or `1` (default 0; 1 with the `secure` feature) | the secure mode: every debug check plus shuffled slots, FIFO reuse behind a quarantine, guard pages |
 //! | `HOTSLAB_BACKGROUND` | `0` or `1` (default 1) | `0`: no background purger thread (empties then keep a 32 MiB budget and are purged from slow paths only) |
 //! | `HOTSLAB_PURGE_MS` | `0`..=60000 (default 50) | how long empty slabs stay committed before they are given back in a batch (0: at once) |
+//! | `HOTSLAB_PUBLISH` | `1` (default), `0` | statistics for `hotslab-top` in `/dev/shm/hotslab.<pid>` (`publish.rs`) |
+//! | `HOTSLAB_VERBOSE` | `0` (default), `1` | the configuration chosen (nodes, tiers, mode, every knob) on stderr at start |
 
 use core::cell::UnsafeCell;
-use std::sync::atomic::{AtomicU32, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, AtomicUsize, Ordering};
 
 use hotslab_numa::{Topology, MAX_TOPOLOGY_NODES};
 
@@ -34,6 +37,8 @@ static DEBUG: AtomicU32 = AtomicU32::new(0);
 /// Purge delay of the default domain's empty slabs, in ms.
 pub(crate) const DEFAULT_PURGE_MS: usize = 50;
 static PURGE_MS: AtomicUsize = AtomicUsize::new(DEFAULT_PURGE_MS);
+static PUBLISH: AtomicBool = AtomicBool::new(true);
+static VERBOSE: AtomicBool = AtomicBool::new(false);
 
 const PATH_MAX: usize = 256;
 
@@ -180,6 +185,20 @@ pub(crate) fn read() {
             }
         }
     }
+    if let Some(v) = env(b"HOTSLAB_PUBLISH\0") {
+        match v {
+            b"0" => PUBLISH.store(false, Ordering::Relaxed),
+            b"" | b"1" => PUBLISH.store(true, Ordering::Relaxed),
+            _ => say(&[b"hotslab: HOTSLAB_PUBLISH: expected 0 or 1; on\n"]),
+        }
+    }
+    if let Some(v) = env(b"HOTSLAB_VERBOSE\0") {
+        match v {
+            b"" | b"0" => VERBOSE.store(false, Ordering::Relaxed),
+            b"1" => VERBOSE.store(true, Ordering::Relaxed),
+            _ => say(&[b"hotslab: HOTSLAB_VERBOSE: expected 0 or 1; off\n"]),
+        }
+    }
     if let Some(v) = env(b"HOTSLAB_STATS\0") {
         let target = match v {
             b"" | b"0" => STATS_OFF,
@@ -231,13 +250,18 @@ pub(crate) unsafe fn topology_into(out: &mut Topology) {
     }
 }
 
-/// Once the default domain is built: switches on the debug mode `HOTSLAB_DEBUG` asked for, and
-/// registers the exit hook if `HOTSLAB_STATS` asked for statistics.
+/// Once the default domain is built: switches on the debug mode `HOTSLAB_DEBUG` asked for,
+/// prints the configuration if `HOTSLAB_VERBOSE` asked for it, switches publishing on (unless
+/// `HOTSLAB_PUBLISH=0`), and registers the exit hook if `HOTSLAB_STATS` asked for statistics.
 pub(crate) fn after_build(d: &SlabDomain) {
     let debug = DebugFlags::from_bits(DEBUG.load(Ordering::Relaxed));
     if !debug.is_empty() {
         d.set_kmalloc_debug(debug);
     }
+    if VERBOSE.load(Ordering::Relaxed) {
+        verbose(d);
+    }
+    crate::publish::enable(PUBLISH.load(Ordering::Relaxed));
     if STATS.load(Ordering::Acquire) == STATS_OFF {
         return;
     }
@@ -246,6 +270,90 @@ pub(crate) fn after_build(d: &SlabDomain) {
     if unsafe { libc::atexit(stats_at_exit) } != 0 {
         say(&[b"hotslab: HOTSLAB_STATS: atexit failed\n"]);
     }
+}
+
+/// `HOTSLAB_VERBOSE=1`: the configuration on stderr, in one `write(2)` from a stack buffer.
+fn verbose(d: &SlabDomain) {
+    use core::fmt::Write;
+    let mut buf = [0u8; 2048];
+    let mut w = crate::stats::FixedWriter::new(&mut buf);
+    // SAFETY: getpid has no preconditions.
+    let pid = unsafe { libc::getpid() };
+    let topo = d.topology();
+    let _ = write!(
+        w,
+        "hotslab: config pid={pid} mode={} nodes={}{} [",
+        d.mode().name(),
+        topo.node_count(),
+        if topo.is_simulated() {
+            " simulated"
+        } else {
+            ""
+        },
+    );
+    for (k, nid) in topo.nodes().iter().enumerate() {
+        let sep = if k == 0 { "" } else { " " };
+        let _ = write!(w, "{sep}N{}", nid.index());
+        if topo.real_node(nid) != nid {
+            let _ = write!(w, "(on N{})", topo.real_node(nid).index());
+        }
+        let _ = write!(w, ":{}MiB", topo.node_memory(nid) >> 20);
+        let _ = match crate::publish::tier_of(d, nid) {
+            Some(t) => write!(w, ":tier{t}"),
+            None => w.write_str(":tier-"),
+        };
+    }
+    let _ = w.write_str("]\n");
+    let stats = match STATS.load(Ordering::Acquire) {
+        STATS_STDERR => "1",
+        STATS_FILE => {
+            // SAFETY: the path was written (NUL-terminated) before STATS was published.
+            let path = unsafe { &*STATS_PATH.0.get() };
+            let n = path.iter().position(|&b| b == 0).unwrap_or(0);
+            core::str::from_utf8(&path[..n]).unwrap_or("?")
+        }
+        _ => "0",
+    };
+    let debug = DebugFlags::from_bits(DEBUG.load(Ordering::Relaxed));
+    let mut letters = [b'-'; 6];
+    for (i, (f, l)) in [
+        (DebugFlags::RED_ZONE, b'Z'),
+        (DebugFlags::POISON, b'P'),
+        (DebugFlags::HARDENED_FREELIST, b'H'),
+        (DebugFlags::SHUFFLE, b'S'),
+        (DebugFlags::QUARANTINE, b'Q'),
+        (DebugFlags::GUARD, b'G'),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        if debug.contains(f) {
+            letters[i] = l;
+        }
+    }
+    let letters = if debug.is_empty() {
+        "0"
+    } else {
+        core::str::from_utf8(&letters).unwrap_or("?")
+    };
+    let _ = writeln!(
+        w,
+        "hotslab: knobs HOTSLAB_MODE={} HOTSLAB_NODES={} HOTSLAB_STATS={stats} HOTSLAB_DEBUG={letters} \
+         HOTSLAB_SECURE={} HOTSLAB_PURGE_MS={} HOTSLAB_BACKGROUND={} HOTSLAB_PUBLISH={} \
+         HOTSLAB_VERBOSE=1",
+        match MODE.load(Ordering::Relaxed) {
+            1 => "legacy",
+            2 => "slabnodes",
+            _ => "onlinemems",
+        },
+        NODES.load(Ordering::Relaxed),
+        debug.contains(DebugFlags::SECURE) as u8,
+        PURGE_MS.load(Ordering::Relaxed),
+        !crate::background::is_off() as u8,
+        PUBLISH.load(Ordering::Relaxed) as u8,
+    );
+    let bytes = w.as_bytes();
+    say(&[bytes]);
 }
 
 extern "C" fn stats_at_exit() {

@@ -18,7 +18,12 @@
 //! | heap | `heap.rs`, `tls.rs` | per-thread heaps: ownership, fast paths, refill, revocation, exit |
 //! | domain | `domain.rs`, `hotplug.rs`, `fork.rs`, `race.rs`, `linux.rs` | the cache registry, locking modes, the hotplug notifier, fork |
 //! | kmalloc | `kmalloc.rs`, `trim.rs` | size classes, kmalloc/kfree/krealloc over a domain |
-//! | global allocator | `global.rs`, `background.rs`, `knobs.rs`, `report.rs`, `stats.rs` | the default domain, `SlabAlloc`, environment knobs |
+//! | global allocator | `global.rs`, `background.rs`, `knobs.rs`, `report.rs`, `stats.rs`, `publish.rs` | the default domain, `SlabAlloc`, the background purger, environment knobs, statistics for `hotslab-top` |
+//!
+//! `publish.rs` and the purge doorbell (`mem::ring_purge_bell`) are reached from below: the
+//! heap's slow paths (acquire, release) and the slab notifier call `publish::tick` /
+//! `publish::hotplug_event` (one line each). Neither waits for a lock that comes before the
+//! caller's (publish takes `slab_mutex` only with `try_lock`) and neither allocates.
 //!
 //! Debug slabs are never owned by a heap: the heap's slow path asks `debug.rs` for an object
 //! while a cache is in debug mode, and `debug.rs` never calls up into the heap.
@@ -79,6 +84,7 @@
 //! ```
 
 #![deny(unsafe_op_in_unsafe_fn)]
+#![warn(missing_docs)]
 
 /// Following real Linux memory hotplug (sysfs + kernel uevents) in a background thread.
 #[cfg(all(target_os = "linux", not(loom)))]
@@ -98,6 +104,7 @@ mod hotplug;
 mod kmalloc;
 mod knobs;
 mod node;
+pub mod publish;
 #[cfg(not(loom))]
 pub mod race;
 mod report;

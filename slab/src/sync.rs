@@ -5,7 +5,7 @@
 pub(crate) use hotslab_hotplug::sync::atomic::{
     fence, AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering,
 };
-pub(crate) use hotslab_hotplug::sync::{lock, spin_wait, Mutex, MutexGuard};
+pub(crate) use hotslab_hotplug::sync::{lock, spin_wait, try_lock, Mutex, MutexGuard};
 
 /// The cheap half of the asymmetric barrier, run by a thread cache's owner on the fast path between
 /// publishing "busy" and reading "revoked".

@@ -53,9 +53,10 @@ fn child() {
     unsafe {
         match case.as_str() {
             "vec_overflow" => {
-                let mut v: Vec<u8> = Vec::with_capacity(40);
+                // black_box: without it LLVM may elide the whole allocation (the overflow is UB).
+                let mut v: Vec<u8> = std::hint::black_box(Vec::with_capacity(40));
                 v.as_mut_ptr().add(40).write(0x41);
-                drop(v);
+                drop(std::hint::black_box(v));
             }
             "dealloc_twice" => {
                 let p = Box::into_raw(Box::new([7u8; 24])).cast::<u8>();

@@ -101,7 +101,7 @@ static int errno_kept(void) {
     long calls = 0;
     size_t sizes[] = {0, 1, 8, 9, 16, 24, 100, 500, 1000, 4000, 8192, 20000, 32768, 32769,
                       65536, 100000, 300000, 1 << 20, 5 << 20, 64 << 20};
-    void *keep[64];
+    void *keep[64] = {0}; /* freed before first set: must start NULL */
     for (int round = 0; round < 60; round++) {
         for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
             size_t n = sizes[i] + (size_t)round * 8;
