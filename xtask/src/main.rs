@@ -34,6 +34,7 @@ const APT_PACKAGES: &[&str] = &[
     "libmimalloc2.0",       // benches: workload-suite and capi preload_bench peers
     "libjemalloc2",         // benches: workload-suite peer
     "libtcmalloc-minimal4", // benches: workload-suite peer
+    "tmux",                 // top: hotslab-top driven in a real terminal
 ];
 
 /// The nightly used for Miri and cargo-fuzz, pinned so CI does not drift.
