@@ -44,10 +44,11 @@ struct Opts {
     out: Option<PathBuf>,
     notes: Vec<String>,
     timeout: Duration,
+    secure: bool,
 }
 
 const USAGE: &str = "usage: workload-suite [--quick] [--rounds N] [--only NAME]... [--out FILE] \
-                     [--check] [--note TEXT]... [--timeout SECS]";
+                     [--check] [--note TEXT]... [--timeout SECS] [--secure]";
 
 fn parse_args(args: &[String]) -> Result<Opts, String> {
     let mut o = Opts {
@@ -58,6 +59,7 @@ fn parse_args(args: &[String]) -> Result<Opts, String> {
         out: None,
         notes: Vec::new(),
         timeout: Duration::ZERO,
+        secure: false,
     };
     let mut it = args.iter();
     let mut timeout = None;
@@ -66,6 +68,7 @@ fn parse_args(args: &[String]) -> Result<Opts, String> {
         match a.as_str() {
             "--quick" => o.quick = true,
             "--check" => o.check = true,
+            "--secure" => o.secure = true,
             "--rounds" => {
                 o.rounds = value("a count")?
                     .parse()
@@ -268,7 +271,6 @@ fn wait_exit(pid: libc::pid_t, timeout: Duration) -> bool {
 
 /// Runs `exe args` once with `preload` in LD_PRELOAD (none: glibc) and, when given,
 /// `HOTSLAB_STATS=stats`; output goes to files so no pipe can fill up.
-#[allow(clippy::zombie_processes)] // reaped by wait4, which also gives the peak RSS
 fn run_once(
     exe: &Path,
     args: &[&str],
@@ -277,11 +279,27 @@ fn run_once(
     scratch: &Path,
     timeout: Duration,
 ) -> RunOut {
+    run_with(exe, args, preload, &[], stats, scratch, timeout)
+}
+
+/// [`run_once`] with extra environment variables (the secure-mode column).
+#[allow(clippy::zombie_processes)] // reaped by wait4, which also gives the peak RSS
+fn run_with(
+    exe: &Path,
+    args: &[&str],
+    preload: Option<&Path>,
+    env: &[(&str, &str)],
+    stats: Option<&Path>,
+    scratch: &Path,
+    timeout: Duration,
+) -> RunOut {
     let (o, e) = (scratch.join("stdout.txt"), scratch.join("stderr.txt"));
     let mut cmd = Command::new(exe);
     cmd.args(args)
         .env_remove("LD_PRELOAD")
-        .env_remove("HOTSLAB_STATS");
+        .env_remove("HOTSLAB_STATS")
+        .env_remove("HOTSLAB_SECURE")
+        .envs(env.iter().copied());
     if let Some(p) = preload {
         cmd.env("LD_PRELOAD", p);
     }
@@ -456,6 +474,13 @@ fn run(o: &Opts, argv: &[String]) -> Result<bool, String> {
     }
     names.push("hotslab".into());
     libs.push(Some(hotslab.clone()));
+    let mut envs: Vec<&[(&str, &str)]> = vec![&[]; names.len()];
+    if o.secure {
+        // The secure mode's cost, measured in the same interleaved run.
+        names.push("hotslab-secure".into());
+        libs.push(Some(hotslab.clone()));
+        envs.push(&[("HOTSLAB_SECURE", "1")]);
+    }
 
     let bin_dir = target.join("workloads");
     compile(&bin_dir)?;
@@ -509,7 +534,15 @@ fn run(o: &Opts, argv: &[String]) -> Result<bool, String> {
             // Every allocator once per round; the starting one rotates so none always goes first.
             for k in 0..names.len() {
                 let a = (round + k) % names.len();
-                let r = run_once(&exe, &args, libs[a].as_deref(), None, &scratch, o.timeout);
+                let r = run_with(
+                    &exe,
+                    &args,
+                    libs[a].as_deref(),
+                    envs[a],
+                    None,
+                    &scratch,
+                    o.timeout,
+                );
                 let cell = &mut cells[wi][a];
                 let status = r.status.and_then(|()| {
                     ok_line(w.source, &r.stdout)
