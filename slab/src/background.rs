@@ -14,6 +14,10 @@
 //! without one when nothing is pending; `mem::ring_purge_bell` (called when a part or the large tier first has
 //! something waiting) wakes it only in the latter case: one relaxed load otherwise. The thread
 //! itself never allocates and never creates a heap (it makes no malloc or free calls).
+//!
+//! Once the program has been quiet for [`DEEP_MS`] (no slab became empty meanwhile), a deep pass
+//! takes every heap's slabs back (idle threads' caches included) and gives back the empties
+//! every part otherwise keeps; then the thread sleeps until something new is due.
 
 use std::sync::atomic::{AtomicU8, Ordering};
 
@@ -162,6 +166,7 @@ extern "C" fn run(_: *mut libc::c_void) -> *mut libc::c_void {
             // Quiet now: one deep pass later gives back the few empties each part keeps.
             deep_due = false;
             if nap(DEEP_MS) {
+                reclaim_heaps(d);
                 let now = crate::mem::now_ms();
                 d.sweep_deep(now, DEEP_MS);
                 ROUNDS.fetch_add(1, Ordering::Relaxed);
@@ -170,6 +175,25 @@ extern "C" fn run(_: *mut libc::c_void) -> *mut libc::c_void {
         }
         // Nothing pending: sleep until a part or the large tier has something.
         nap(u64::MAX);
+    }
+}
+
+/// The deep pass's first half: takes back every heap's kmalloc slabs (an idle thread's current
+/// and spare slabs included), as `malloc_trim` does; their empties then age on the part's empty
+/// list and go back with the next sweeps. A busy thread only refills on its next slow path.
+fn reclaim_heaps(d: &crate::SlabDomain) {
+    for c in d.kmalloc.iter() {
+        let c = c.load(Ordering::Acquire);
+        if c.is_null() {
+            continue;
+        }
+        // SAFETY: the default domain's kmalloc caches live for the whole process.
+        let c = unsafe { &*c };
+        for tc in c.thread_caches() {
+            if tc.owned() > 0 {
+                crate::heap::revoke(c, tc);
+            }
+        }
     }
 }
 

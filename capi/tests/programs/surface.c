@@ -6,6 +6,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <malloc.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -381,6 +382,44 @@ static int idle(void) {
     return 0;
 }
 
+/* Idle threads' caches: 8 threads allocate and free objects of 18 sizes, then block forever;
+ * the main thread samples RSS right after they are done and after 1.5 s of idling. */
+static int idle_gate[2];
+static void *idle_worker(void *arg) {
+    enum { M = 40000 };
+    void **p = calloc(M, sizeof *p);
+    for (int round = 0; round < 3; round++) {
+        for (int i = 0; i < M; i++) {
+            p[i] = malloc(16 + (size_t)((i + (long)(size_t)arg) % 18) * 24);
+            memset(p[i], 0x33, 8);
+        }
+        for (int i = 0; i < M; i++) free(p[i]);
+    }
+    free(p);
+    char c = 1;
+    if (write(idle_gate[1], &c, 1) != 1) return NULL;
+    for (;;) pause();
+    return NULL;
+}
+
+static int idle_threads(void) {
+    if (pipe(idle_gate)) return 1;
+    pthread_t t[8];
+    for (int k = 0; k < 8; k++) pthread_create(&t[k], NULL, idle_worker, (void *)(size_t)k);
+    for (int k = 0; k < 8; k++) {
+        char c;
+        if (read(idle_gate[0], &c, 1) != 1) return 1;
+    }
+    long done = rss_kib();
+    struct timespec ts = {1, 500 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+    long later = rss_kib();
+    printf("idle_threads ok after_free_kib=%ld at1500_kib=%ld purge_threads=%d\n", done, later,
+           threads_named("hotslab-purge"));
+    fflush(stdout);
+    _exit(0);
+}
+
 /* fork while the default domain is being built: HOTSLAB_TEST_BUILD_PAUSE makes the build sleep
  * 300 ms; a timer signal forks in the middle of it. The child must be able to allocate (it
  * takes the build over), the parent finishes its own build. */
@@ -456,6 +495,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[1], "info")) rc = info();
     else if (!strcmp(argv[1], "trim")) rc = trim();
     else if (!strcmp(argv[1], "idle")) rc = idle();
+    else if (!strcmp(argv[1], "idle_threads")) rc = idle_threads();
     else if (!strcmp(argv[1], "fork_build")) rc = fork_build();
     fflush(stdout);
     return failures ? 1 : rc;
