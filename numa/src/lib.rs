@@ -43,6 +43,6 @@ pub use pages::{
 pub use policy::Errno;
 pub use sysfs::{NodeState, SysfsError};
 pub use topology::{
-    current_cpu, NodePart, Topology, TopologyError, LOCAL_DISTANCE, MAX_TOPOLOGY_NODES,
-    REMOTE_DISTANCE, UNKNOWN_DISTANCE,
+    current_cpu, Coverage, Hmat, NodePart, SysfsSource, Topology, TopologyError, LOCAL_DISTANCE,
+    MAX_TOPOLOGY_NODES, REMOTE_DISTANCE, UNKNOWN_DISTANCE,
 };
