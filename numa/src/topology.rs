@@ -335,7 +335,7 @@ impl Topology {
         t
     }
 
-    /// A heap-allocated empty topology, zero-initialised in place (no 28 KiB stack temporary).
+    /// A heap-allocated empty topology, zero-initialised in place (no 31 KiB stack temporary).
     pub fn new_boxed() -> Box<Topology> {
         let layout = std::alloc::Layout::new::<Topology>();
         // SAFETY: the layout has a non-zero size.
@@ -344,8 +344,9 @@ impl Topology {
             std::alloc::handle_alloc_error(layout);
         }
         // SAFETY: `p` is a fresh, zeroed allocation with Topology's layout, as Box expects; every
-        // field is an integer, bool, or array/newtype of those, for which all-zero is a valid value,
-        // and all-zero is exactly `Topology::empty()` (checked by a unit test).
+        // field is an integer, bool, or array, newtype or plain struct (`Hmat`) of those, for
+        // which all-zero is a valid value, and all-zero is exactly `Topology::empty()` (checked by
+        // a unit test).
         unsafe { Box::from_raw(p) }
     }
 
@@ -538,7 +539,7 @@ impl Topology {
         r
     }
 
-    /// `*self = single_node_fallback()` without a 28 KiB temporary.
+    /// `*self = single_node_fallback()` without a 31 KiB temporary.
     fn set_single_node_fallback(&mut self) {
         self.clear();
         self.nodes = NodeMask::single(NodeId(0));
@@ -1471,6 +1472,136 @@ mod tests {
         Topology::simulate_into(&base, 1, &mut t).unwrap();
         assert_eq!(t.node_cpus(NodeId(0)).weight(), 8);
         assert_eq!(t.node_memory(NodeId(0)), 600);
+    }
+
+    #[test]
+    fn tiers_order_fallback_before_distance() {
+        let c: &[usize] = &[];
+        // 0,1 DRAM; 2 CXL (tier 22) nearer to 0 than 1 is; 3 PMEM-like tier 30; 4 without a tier.
+        let d = [
+            [10, 21, 14, 30, 15],
+            [21, 10, 24, 30, 25],
+            [14, 24, 10, 30, 15],
+            [30, 30, 30, 10, 30],
+            [15, 25, 15, 30, 10],
+        ];
+        let parts: Vec<NodePart<'_>> = (0..5).map(|i| (NodeId(i), c, 1 << 20)).collect();
+        let mut t = Topology::from_parts(&parts, |a, b| d[a.index()][b.index()]).unwrap();
+        assert!(!t.has_tiers());
+        assert_eq!(order(&t, 0), [0, 2, 4, 1, 3]);
+        for (n, tier) in [(0, 4), (1, 4), (2, 22), (3, 30)] {
+            assert!(t.set_tier(NodeId(n), Some(tier)));
+        }
+        assert!(t.has_tiers());
+        assert!(!t.set_tier(NodeId(9), Some(4)));
+        assert!(!t.set_tier(NodeId(0), Some(u32::MAX)));
+        assert_eq!(t.tier(NodeId(0)), Some(4));
+        assert_eq!(t.tier(NodeId(4)), None);
+        assert_eq!(order(&t, 0), [0, 1, 2, 3, 4]);
+        assert_eq!(order(&t, 1), [1, 0, 2, 3, 4]);
+        assert_eq!(order(&t, 2), [2, 0, 1, 3, 4]);
+        assert_eq!(order(&t, 3), [3, 0, 1, 2, 4]);
+        assert_eq!(order(&t, 4), [4, 0, 1, 2, 3]);
+        // Two nodes in the slow tier: the own tier comes before the faster one.
+        assert!(t.set_tier(NodeId(4), Some(22)));
+        assert_eq!(order(&t, 2), [2, 4, 0, 1, 3]);
+        assert_eq!(order(&t, 0), [0, 1, 2, 4, 3]);
+        // Clearing every tier restores the distance order.
+        for n in 0..5 {
+            assert!(t.set_tier(NodeId(n), None));
+        }
+        assert!(!t.has_tiers());
+        assert_eq!(order(&t, 0), [0, 2, 4, 1, 3]);
+        // clear() forgets tiers and HMAT.
+        t.set_tier(NodeId(1), Some(4));
+        assert!(t.set_hmat(NodeId(1), Some(Hmat::default())));
+        assert!(!t.set_hmat(NodeId(7), None));
+        assert_eq!(t.hmat(NodeId(1)), Some(Hmat::default()));
+        let dbg = format!("{t:?}");
+        assert!(dbg.contains("tier: Some(4)"), "{dbg}");
+        t.clear();
+        assert_eq!(*t, Topology::empty());
+    }
+
+    #[test]
+    fn node_state_sets() {
+        let c: &[usize] = &[];
+        let mut t = Topology::from_parts(
+            &[(NodeId(0), c, 1), (NodeId(2), c, 1), (NodeId(3), c, 0)],
+            |_, _| 10,
+        )
+        .unwrap();
+        let all = NodeMask::parse_list(b"0,2-3").unwrap();
+        assert_eq!(t.possible_nodes(), all);
+        assert_eq!(t.online_nodes(), all);
+        assert_eq!(t.memory_nodes(), all);
+        let m = |s: &str| NodeMask::parse_list(s.as_bytes()).unwrap();
+        // Possible widened by nodes(); online and memory narrowed to nodes(); memory implies online.
+        t.set_node_states(m("0-7"), m("0,9"), m("0,3,8"));
+        assert_eq!(t.possible_nodes(), m("0-7"));
+        assert_eq!(t.online_nodes(), m("0,3"));
+        assert_eq!(t.memory_nodes(), m("0,3"));
+        assert!(t.has_memory(NodeId(3)) && !t.has_memory(NodeId(2)));
+        t.set_node_states(NodeMask::new(), NodeMask::new(), NodeMask::new());
+        assert_eq!(t.possible_nodes(), all);
+        assert!(t.memory_nodes().is_empty());
+        let fb = Topology::single_node_fallback();
+        assert_eq!(fb.possible_nodes(), NodeMask::single(NodeId(0)));
+        assert!(fb.has_memory(NodeId(0)));
+    }
+
+    #[test]
+    fn simulated_absent_nodes() {
+        let cpus: Vec<usize> = (0..8).collect();
+        let base = one_node_base(&cpus, 6000);
+        let mut t = Topology::new_boxed();
+        let absent = NodeMask::parse_list(b"1,3,9").unwrap();
+        Topology::simulate_absent_into(&base, 4, &absent, &mut t).unwrap();
+        assert_eq!(t.nodes().to_string(), "0-3");
+        assert_eq!(t.possible_nodes().to_string(), "0-3");
+        assert_eq!(t.online_nodes().to_string(), "0,2");
+        assert_eq!(t.memory_nodes().to_string(), "0,2");
+        assert_eq!(t.node_memory(NodeId(0)), 3000);
+        assert_eq!(t.node_memory(NodeId(1)), 0);
+        assert_eq!(t.total_memory(), 6000);
+        assert_eq!(t.node_cpus(NodeId(0)).to_string(), "0,2,4,6");
+        assert_eq!(t.node_cpus(NodeId(2)).to_string(), "1,3,5,7");
+        assert!(t.node_cpus(NodeId(1)).is_empty() && t.node_cpus(NodeId(3)).is_empty());
+        assert_eq!(t.real_node(NodeId(3)), NodeId(0));
+        assert_eq!(t.distance(NodeId(0), NodeId(1)), 21);
+        // Absent nodes keep their place in the distance order (callers filter by memory).
+        assert_eq!(order(&t, 0), [0, 1, 2, 3]);
+        // No absent node: exactly simulate_into.
+        let mut plain = Topology::new_boxed();
+        Topology::simulate_into(&base, 4, &mut plain).unwrap();
+        Topology::simulate_absent_into(&base, 4, &NodeMask::new(), &mut t).unwrap();
+        assert_eq!(*t, *plain);
+        // Every node absent: an error, and `out` is left empty.
+        assert_eq!(
+            Topology::simulate_absent_into(&base, 2, &NodeMask::range(0, 2), &mut t),
+            Err(TopologyError::NoNodes)
+        );
+        assert_eq!(*t, Topology::empty());
+        // Two base nodes, every virtual node over node 5 absent: its CPUs go to present nodes.
+        let c0: &[usize] = &[0, 1];
+        let c5: &[usize] = &[8, 9];
+        let base2 = Topology::from_parts(&[(NodeId(0), c0, 600), (NodeId(5), c5, 900)], |a, b| {
+            if a == b {
+                10
+            } else {
+                21
+            }
+        })
+        .unwrap();
+        let absent = NodeMask::parse_list(b"1,3").unwrap();
+        Topology::simulate_absent_into(&base2, 4, &absent, &mut t).unwrap();
+        assert_eq!(t.cpus().weight(), 4);
+        assert!(t
+            .cpus()
+            .iter()
+            .all(|c| t.online_nodes().test(t.cpu_node(c).unwrap())));
+        assert_eq!(t.node_memory(NodeId(0)), 300);
+        assert_eq!(t.node_memory(NodeId(1)), 0);
     }
 
     #[test]
