@@ -8,7 +8,9 @@ use hwlocality::object::types::ObjectType;
 use hwlocality::topology::builder::BuildFlags;
 
 use crate::node::{NodeId, MAX_CPUS, MAX_NODES};
-use crate::topology::{NodePart, Topology, TopologyError, LOCAL_DISTANCE, REMOTE_DISTANCE};
+use crate::topology::{
+    NodePart, SysfsSource, Topology, TopologyError, LOCAL_DISTANCE, REMOTE_DISTANCE,
+};
 
 /// What hwloc reports, before it is packed into a fixed-size `Topology`.
 struct Detected {
@@ -125,6 +127,10 @@ impl Topology {
             (Some(d), Some(i), Some(j)) => d[i * n + j],
             _ if a == b => LOCAL_DISTANCE,
             _ => REMOTE_DISTANCE,
-        })
+        })?;
+        // What hwloc 2.9 does not report (possible nodes, has_memory, memory tiers, HMAT through
+        // the kernel's files) comes from sysfs, so detect() and the sysfs reader agree.
+        out.add_sysfs_node_facts(&SysfsSource::SYSTEM);
+        Ok(())
     }
 }

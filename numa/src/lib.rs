@@ -40,9 +40,11 @@ pub use node::{
 pub use pages::{
     page_size, placement, placement_summary, MapError, PageSource, PlacementSummary, Span,
 };
-pub use policy::Errno;
+pub use policy::{
+    placement_nodes, placement_nodes_from, Errno, MemPolicy, PlacementKind, PolicyError, PolicyMode,
+};
 pub use sysfs::{NodeState, SysfsError};
 pub use topology::{
-    current_cpu, NodePart, Topology, TopologyError, LOCAL_DISTANCE, MAX_TOPOLOGY_NODES,
-    REMOTE_DISTANCE, UNKNOWN_DISTANCE,
+    current_cpu, Coverage, Hmat, NodePart, SysfsSource, Topology, TopologyError, LOCAL_DISTANCE,
+    MAX_TOPOLOGY_NODES, REMOTE_DISTANCE, UNKNOWN_DISTANCE,
 };

@@ -1,13 +1,44 @@
 //! The no-allocation sysfs reader: node state masks, per-node CPU lists, `MemTotal` and distance rows
-//! from `/sys/devices/system/node`, read with `libc::open`/`read` into stack buffers (no `String`,
-//! `Vec` or `std::fs`). Safe to call from the allocator's bootstrap. Builds no `Topology` itself.
+//! from `/sys/devices/system/node`, HMAT performance attributes (`nodeN/access0/initiators/*`),
+//! memory tiers (`/sys/devices/virtual/memory_tiering/memory_tier*/nodelist`) and the cpuset's
+//! `Mems_allowed_list` from `/proc/self/status`, read with `libc::open`/`read` (and the raw
+//! `getdents64` system call for directories) into stack buffers (no `String`, `Vec`, `std::fs` or
+//! `opendir`, which mallocs). Safe to call from the allocator's bootstrap. Builds no `Topology`
+//! itself.
+//!
+//! Every reader has an `_at` form taking a root path, so tests can point it at a fake tree:
+//!
+//! ```no_run
+//! use hotslab_numa::sysfs::{for_each_memory_tier_at, read_node_hmat_at, SYSFS_TIERING_ROOT};
+//! use hotslab_numa::NodeId;
+//!
+//! // Memory tiers (Linux 6.1+): a smaller tier id is faster memory; DRAM is usually tier 4.
+//! let tiers = for_each_memory_tier_at(SYSFS_TIERING_ROOT, |tier, nodes| {
+//!     println!("memory_tier{tier}: nodes {nodes}");
+//! });
+//! match tiers {
+//!     Ok(n) => println!("{n} tiers"),
+//!     Err(e) => println!("no tier data: {e}"), // Open(ENOENT) before 6.1
+//! }
+//! // HMAT (ACPI firmware tables): None when the firmware reports nothing for the node.
+//! let hmat = read_node_hmat_at(hotslab_numa::sysfs::SYSFS_NODE_ROOT, NodeId(0));
+//! println!("{hmat:?}");
+//! ```
 
 use core::fmt;
 
 use crate::node::{trim_list, CpuMask, NodeId, NodeMask, ParseError};
+use crate::topology::Hmat;
 
 /// The kernel's node directory, the default root of every reader here.
 pub const SYSFS_NODE_ROOT: &[u8] = b"/sys/devices/system/node";
+
+/// The kernel's memory-tiering directory (Linux 6.1+), holding one `memory_tierN` directory per
+/// tier; the default root of [`for_each_memory_tier_at`].
+pub const SYSFS_TIERING_ROOT: &[u8] = b"/sys/devices/virtual/memory_tiering";
+
+/// The calling process's status file, read by [`read_mems_allowed_list`].
+pub const PROC_SELF_STATUS: &[u8] = b"/proc/self/status";
 
 /// Longest root path accepted (the full path, with `/nodeN/file`, must fit a 256-byte buffer).
 pub const MAX_ROOT_LEN: usize = 200;
@@ -180,6 +211,71 @@ impl Fd {
     #[cfg(miri)]
     fn open(_path: &CPath) -> Result<Fd, SysfsError> {
         Err(SysfsError::Open(libc::ENOSYS))
+    }
+
+    /// Open a directory for [`Fd::read_dir`].
+    #[cfg(not(miri))]
+    fn open_dir(path: &CPath) -> Result<Fd, SysfsError> {
+        loop {
+            // SAFETY: as in `open`: a NUL-terminated path that outlives the call.
+            let fd = unsafe {
+                libc::open(
+                    path.as_ptr(),
+                    libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+                )
+            };
+            if fd >= 0 {
+                return Ok(Fd(fd));
+            }
+            let e = errno();
+            if e != libc::EINTR {
+                return Err(SysfsError::Open(e));
+            }
+        }
+    }
+
+    /// No directories under Miri either (and Miri does not implement `getdents64`).
+    #[cfg(miri)]
+    fn open_dir(_path: &CPath) -> Result<Fd, SysfsError> {
+        Err(SysfsError::Open(libc::ENOSYS))
+    }
+
+    /// Call `f` with the name of every entry of the directory (including `.` and `..`), reading
+    /// the entries with the raw `getdents64` system call into a stack buffer (glibc's `opendir`
+    /// would `malloc` its own).
+    #[cfg(not(miri))]
+    fn read_dir(&self, mut f: impl FnMut(&[u8])) -> Result<(), SysfsError> {
+        #[repr(C, align(8))]
+        struct DirBuf([u8; 2048]);
+        let mut buf = DirBuf([0; 2048]);
+        loop {
+            // SAFETY: `buf` is 2048 writable bytes, 8-aligned as `struct linux_dirent64` wants, for
+            // the whole call; the kernel writes at most that many bytes of records into it.
+            let n = unsafe {
+                libc::syscall(
+                    libc::SYS_getdents64,
+                    self.0 as libc::c_long,
+                    buf.0.as_mut_ptr(),
+                    buf.0.len() as libc::c_ulong,
+                )
+            };
+            if n < 0 {
+                let e = errno();
+                if e == libc::EINTR {
+                    continue;
+                }
+                return Err(SysfsError::Read(e));
+            }
+            if n == 0 {
+                return Ok(());
+            }
+            for_each_dirent(&buf.0[..n as usize], &mut f)?;
+        }
+    }
+
+    #[cfg(miri)]
+    fn read_dir(&self, _f: impl FnMut(&[u8])) -> Result<(), SysfsError> {
+        Err(SysfsError::Read(libc::ENOSYS))
     }
 
     /// Read once into `buf`, retrying on EINTR; 0 means end of file.
@@ -405,6 +501,146 @@ pub fn parse_distance_row(text: &[u8], out: &mut [u8]) -> Result<usize, SysfsErr
     }
 }
 
+/// Walk the `struct linux_dirent64` records of one `getdents64` result: `d_ino` (8 bytes), `d_off`
+/// (8), `d_reclen` (2), `d_type` (1), then the NUL-terminated name, padded to `d_reclen`.
+#[cfg_attr(miri, allow(dead_code))] // only `Fd::read_dir` calls it, and not under Miri
+fn for_each_dirent(mut recs: &[u8], f: &mut impl FnMut(&[u8])) -> Result<(), SysfsError> {
+    const NAME: usize = 19;
+    while !recs.is_empty() {
+        if recs.len() < NAME {
+            return Err(SysfsError::Malformed);
+        }
+        let reclen = usize::from(u16::from_ne_bytes([recs[16], recs[17]]));
+        if reclen <= NAME || reclen > recs.len() {
+            return Err(SysfsError::Malformed);
+        }
+        let name = &recs[NAME..reclen];
+        let len = name.iter().position(|&b| b == 0).unwrap_or(name.len());
+        f(&name[..len]);
+        recs = &recs[reclen..];
+    }
+    Ok(())
+}
+
+/// The tier id of a memory-tier directory name: `memory_tier4` is tier 4. The id is the tier's
+/// abstract distance divided by the kernel's chunk size (`MEMTIER_CHUNK_SIZE`), so a smaller id is
+/// faster memory; the kernel's default DRAM tier is 4, CXL or PMEM tiers are larger. `None` for any
+/// other name (`power`, `uevent`, `memory_tier`, `memory_tier4x`, an id of `u32::MAX` or more).
+pub fn parse_memory_tier_name(name: &[u8]) -> Option<u32> {
+    let digits = name.strip_prefix(b"memory_tier")?;
+    if digits.is_empty() || digits.len() > 10 {
+        return None;
+    }
+    let mut v: u64 = 0;
+    for &b in digits {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        v = v * 10 + u64::from(b - b'0');
+    }
+    u32::try_from(v).ok().filter(|&t| t != u32::MAX)
+}
+
+/// Parse a file holding one unsigned decimal number and optional surrounding whitespace (the HMAT
+/// attribute files, e.g. `"19200\n"`).
+///
+/// # Errors
+/// [`SysfsError::Malformed`] for an empty file, a non-digit, or a value above `u32::MAX`.
+pub fn parse_u32_value(text: &[u8]) -> Result<u32, SysfsError> {
+    let (_, t) = trim_list(text);
+    if t.is_empty() {
+        return Err(SysfsError::Malformed);
+    }
+    let mut v: u64 = 0;
+    for &b in t {
+        if !b.is_ascii_digit() {
+            return Err(SysfsError::Malformed);
+        }
+        v = v * 10 + u64::from(b - b'0');
+        if v > u64::from(u32::MAX) {
+            return Err(SysfsError::Malformed);
+        }
+    }
+    Ok(v as u32)
+}
+
+/// Find the `Mems_allowed_list:` line of a `/proc/<pid>/status` text streamed through `read`
+/// (which behaves like `read(2)`) and parse its node list: the nodes the task's cpuset lets it
+/// allocate from (it changes when `cpuset.mems` of the cgroup is rewritten). Other lines are
+/// skipped byte by byte, so the whole file needs only small stack buffers. Allocates nothing.
+///
+/// # Errors
+/// An error of `read`, unchanged; [`SysfsError::Malformed`] without a `Mems_allowed_list:` line;
+/// [`SysfsError::Parse`] for a malformed list.
+///
+/// ```
+/// use hotslab_numa::sysfs::parse_status_mems_allowed_stream;
+///
+/// let mut text: &[u8] = b"Name:\tcat\nMems_allowed:\t00000000,00000005\nMems_allowed_list:\t0,2\n\
+///                          voluntary_ctxt_switches:\t1\n";
+/// let m = parse_status_mems_allowed_stream(|buf| {
+///     let n = buf.len().min(text.len()).min(5);
+///     buf[..n].copy_from_slice(&text[..n]);
+///     text = &text[n..];
+///     Ok(n)
+/// })
+/// .unwrap();
+/// assert_eq!(m.to_string(), "0,2");
+/// ```
+pub fn parse_status_mems_allowed_stream<R>(mut read: R) -> Result<NodeMask, SysfsError>
+where
+    R: FnMut(&mut [u8]) -> Result<usize, SysfsError>,
+{
+    const KEY: &[u8] = b"Mems_allowed_list:";
+    let mut buf = [0u8; 256];
+    let (mut pos, mut len) = (0usize, 0usize);
+    // Some(k): at the start of a line, k bytes of KEY matched so far; None: skipping to '\n'.
+    let mut matched: Option<usize> = Some(0);
+    loop {
+        if pos == len {
+            len = read(&mut buf)?;
+            pos = 0;
+            if len == 0 {
+                return Err(SysfsError::Malformed);
+            }
+        }
+        let b = buf[pos];
+        pos += 1;
+        matched = match matched {
+            _ if b == b'\n' => Some(0),
+            Some(k) if b == KEY[k] => Some(k + 1),
+            _ => None,
+        };
+        if matched == Some(KEY.len()) {
+            break;
+        }
+    }
+    // The value: the rest of this line, handed to the list parser without the newline.
+    let mut done = false;
+    parse_node_list_stream(|out| {
+        let mut n = 0;
+        while !done && n < out.len() {
+            if pos == len {
+                len = read(&mut buf)?;
+                pos = 0;
+                if len == 0 {
+                    done = true;
+                    break;
+                }
+            }
+            let b = buf[pos];
+            pos += 1;
+            if b == b'\n' {
+                done = true;
+                break;
+            }
+            out[n] = b;
+            n += 1;
+        }
+        Ok(n)
+    })
+}
+
 // ---------------------------------------------------------------------------------------------
 // Readers.
 
@@ -506,6 +742,119 @@ pub fn read_node_distances(nid: NodeId, out: &mut [u8]) -> Result<usize, SysfsEr
     read_node_distances_at(SYSFS_NODE_ROOT, nid, out)
 }
 
+/// Call `f(tier, nodes)` for every `memory_tierN` directory under `root` (usually
+/// [`SYSFS_TIERING_ROOT`]) with the node list of its `nodelist` file, in directory order (not
+/// sorted); returns the number of tiers. Entries that are not `memory_tierN` are skipped. Reads the
+/// directory with `getdents64` into a stack buffer; allocates nothing.
+///
+/// # Errors
+/// [`SysfsError::BadPath`] for a bad root; [`SysfsError::Open`] with the errno (`ENOENT`: no tier
+/// directory, i.e. a kernel before 6.1 or without `CONFIG_NUMA`; under Miri `ENOSYS`);
+/// [`SysfsError::Read`] if the directory cannot be listed; the errors of reading a node list for a
+/// tier's `nodelist` (a tier directory without one is `Open(ENOENT)`). On an error `f` may already
+/// have been called for some tiers.
+pub fn for_each_memory_tier_at(
+    root: &[u8],
+    mut f: impl FnMut(u32, &NodeMask),
+) -> Result<usize, SysfsError> {
+    let dir = Fd::open_dir(&CPath::new(root)?)?;
+    let mut count = 0;
+    let mut result = Ok(());
+    dir.read_dir(|name| {
+        if result.is_err() {
+            return;
+        }
+        let Some(tier) = parse_memory_tier_name(name) else {
+            return;
+        };
+        let read = CPath::root_file(root, name).and_then(|mut p| {
+            p.push(b"/nodelist")?;
+            read_node_list_path(&p)
+        });
+        match read {
+            Ok(mask) => {
+                count += 1;
+                f(tier, &mask);
+            }
+            Err(e) => result = Err(e),
+        }
+    })?;
+    result.map(|()| count)
+}
+
+/// [`for_each_memory_tier_at`] on the real [`SYSFS_TIERING_ROOT`].
+pub fn for_each_memory_tier(f: impl FnMut(u32, &NodeMask)) -> Result<usize, SysfsError> {
+    for_each_memory_tier_at(SYSFS_TIERING_ROOT, f)
+}
+
+fn read_u32_path(path: &CPath) -> Result<u32, SysfsError> {
+    let fd = Fd::open(path)?;
+    let mut buf = [0u8; 32];
+    let len = fd.read_all(&mut buf)?;
+    parse_u32_value(&buf[..len])
+}
+
+/// Read the HMAT performance of node `nid` as seen from its nearest initiators (CPUs or other
+/// initiator nodes): `<root>/node<nid>/access0/initiators/{read,write}_{bandwidth,latency}`
+/// (bandwidth in MB/s, latency in ns; present when the firmware has an ACPI HMAT, e.g. QEMU with
+/// `-numa hmat-lb`). A missing file leaves its field 0; `Ok(None)` if all four are missing (no
+/// HMAT, or no such node). Allocates nothing.
+///
+/// # Errors
+/// [`SysfsError::BadPath`] for a bad root; [`SysfsError::Open`] for an errno other than `ENOENT`;
+/// [`SysfsError::Read`]; [`SysfsError::Malformed`] / [`SysfsError::TooLarge`] for a file that is
+/// not one number.
+pub fn read_node_hmat_at(root: &[u8], nid: NodeId) -> Result<Option<Hmat>, SysfsError> {
+    const FILES: [&[u8]; 4] = [
+        b"access0/initiators/read_bandwidth",
+        b"access0/initiators/write_bandwidth",
+        b"access0/initiators/read_latency",
+        b"access0/initiators/write_latency",
+    ];
+    let mut v = [0u32; 4];
+    let mut found = false;
+    for (i, file) in FILES.iter().enumerate() {
+        match read_u32_path(&CPath::node_file(root, nid, file)?) {
+            Ok(x) => {
+                v[i] = x;
+                found = true;
+            }
+            Err(SysfsError::Open(libc::ENOENT)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(found.then_some(Hmat {
+        read_bandwidth: v[0],
+        write_bandwidth: v[1],
+        read_latency: v[2],
+        write_latency: v[3],
+    }))
+}
+
+/// [`read_node_hmat_at`] on the real [`SYSFS_NODE_ROOT`].
+pub fn read_node_hmat(nid: NodeId) -> Result<Option<Hmat>, SysfsError> {
+    read_node_hmat_at(SYSFS_NODE_ROOT, nid)
+}
+
+/// Read the `Mems_allowed_list:` of a status file at `path` (usually [`PROC_SELF_STATUS`]), as
+/// [`parse_status_mems_allowed_stream`]. Allocates nothing.
+///
+/// # Errors
+/// [`SysfsError::BadPath`] for a path longer than [`MAX_ROOT_LEN`] or with a NUL byte;
+/// [`SysfsError::Open`] / [`SysfsError::Read`] with the errno; the parser's errors.
+pub fn read_status_mems_allowed_at(path: &[u8]) -> Result<NodeMask, SysfsError> {
+    let fd = Fd::open(&CPath::new(path)?)?;
+    parse_status_mems_allowed_stream(|b| fd.read(b))
+}
+
+/// The nodes the calling process's cpuset allows (`Mems_allowed_list:` of `/proc/self/status`).
+/// The same set as `get_mempolicy(MPOL_F_MEMS_ALLOWED)` ([`crate::policy::mems_allowed`]), but
+/// readable without a system call that a seccomp filter might forbid, and cheap to re-read to see
+/// `cpuset.mems` change at run time. Errors as [`read_status_mems_allowed_at`].
+pub fn read_mems_allowed_list() -> Result<NodeMask, SysfsError> {
+    read_status_mems_allowed_at(PROC_SELF_STATUS)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -522,6 +871,140 @@ mod tests {
             pos += n;
             Ok(n)
         }
+    }
+
+    #[test]
+    fn memory_tier_names() {
+        assert_eq!(parse_memory_tier_name(b"memory_tier4"), Some(4));
+        assert_eq!(parse_memory_tier_name(b"memory_tier0"), Some(0));
+        assert_eq!(parse_memory_tier_name(b"memory_tier22"), Some(22));
+        assert_eq!(
+            parse_memory_tier_name(b"memory_tier4294967294"),
+            Some(u32::MAX - 1)
+        );
+        for bad in [
+            &b"memory_tier"[..],
+            b"memory_tier4x",
+            b"memory_tier-1",
+            b"memory_tier4294967295",
+            b"memory_tier99999999999",
+            b"power",
+            b"uevent",
+            b".",
+            b"..",
+            b"xmemory_tier4",
+        ] {
+            assert_eq!(parse_memory_tier_name(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn u32_values() {
+        assert_eq!(parse_u32_value(b"19200\n"), Ok(19200));
+        assert_eq!(parse_u32_value(b"0"), Ok(0));
+        assert_eq!(parse_u32_value(b" 4294967295 \n"), Ok(u32::MAX));
+        for bad in [&b""[..], b"\n", b"4294967296", b"12a", b"-1", b"1 2"] {
+            assert_eq!(parse_u32_value(bad), Err(SysfsError::Malformed), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn dirent_records() {
+        // Two records: "." (reclen 24) and "memory_tier4" (reclen 32), as getdents64 lays them out.
+        let mut recs = Vec::new();
+        for (name, reclen) in [(&b"."[..], 24usize), (b"memory_tier4", 32)] {
+            let start = recs.len();
+            recs.extend_from_slice(&[0u8; 16]);
+            recs.extend_from_slice(&(reclen as u16).to_ne_bytes());
+            recs.push(4); // DT_DIR
+            recs.extend_from_slice(name);
+            recs.resize(start + reclen, 0);
+        }
+        let mut names: Vec<Vec<u8>> = Vec::new();
+        for_each_dirent(&recs, &mut |n| names.push(n.to_vec())).unwrap();
+        assert_eq!(names, [b".".to_vec(), b"memory_tier4".to_vec()]);
+        // A record length past the buffer, or too short for a name, is malformed, not a panic.
+        let mut bad = recs.clone();
+        bad[16] = 200;
+        assert_eq!(
+            for_each_dirent(&bad, &mut |_| {}),
+            Err(SysfsError::Malformed)
+        );
+        bad[16] = 19;
+        bad[17] = 0;
+        assert_eq!(
+            for_each_dirent(&bad, &mut |_| {}),
+            Err(SysfsError::Malformed)
+        );
+        assert_eq!(
+            for_each_dirent(&recs[..10], &mut |_| {}),
+            Err(SysfsError::Malformed)
+        );
+    }
+
+    #[test]
+    fn status_mems_allowed() {
+        let status: &[u8] = b"Name:\tbash\nMems_allowed:\t00000000,0000000f\n\
+            Mems_allowed_list:\t0-1,3\nvoluntary_ctxt_switches:\t150\n";
+        for chunk in [1, 2, 7, 19, 4096] {
+            let m = parse_status_mems_allowed_stream(chunked(status, chunk)).unwrap();
+            assert_eq!(m.to_string(), "0-1,3", "chunk {chunk}");
+        }
+        // The last line, without a trailing newline.
+        let m = parse_status_mems_allowed_stream(chunked(b"Mems_allowed_list:\t5", 3)).unwrap();
+        assert_eq!(m.to_string(), "5");
+        // A key that only appears mid-line does not count; a missing key is Malformed.
+        let text = b"X: Mems_allowed_list:\t1\nMems_allowed:\t1\n";
+        assert_eq!(
+            parse_status_mems_allowed_stream(chunked(text, 4)),
+            Err(SysfsError::Malformed)
+        );
+        assert_eq!(
+            parse_status_mems_allowed_stream(chunked(b"", 4)),
+            Err(SysfsError::Malformed)
+        );
+        // A long sparse list (every other node of 1024: ~2.5 KB, longer than the buffers).
+        let mut text = String::from("Cpus_allowed_list:\t0-3\nMems_allowed_list:\t");
+        let list: Vec<String> = (0..1024).step_by(2).map(|n: u32| n.to_string()).collect();
+        text.push_str(&list.join(","));
+        text.push_str("\nvoluntary_ctxt_switches:\t1\n");
+        let m = parse_status_mems_allowed_stream(chunked(text.as_bytes(), 100)).unwrap();
+        assert_eq!(m.weight(), 512);
+        assert!(m.test(NodeId(1022)) && !m.test(NodeId(1023)));
+        // Malformed values are parse errors.
+        assert!(matches!(
+            parse_status_mems_allowed_stream(chunked(b"Mems_allowed_list:\t0-\n", 2)),
+            Err(SysfsError::Parse(_))
+        ));
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore)] // host file access
+    fn real_status_and_tiers() {
+        let m = read_mems_allowed_list().unwrap();
+        assert!(!m.is_empty());
+        // The cpuset's nodes are possible nodes.
+        let possible = read_node_mask(NodeState::Possible).unwrap();
+        assert!(m.is_subset(&possible), "{m} not within {possible}");
+        // The tier directory is optional (6.1+); when it exists every listed node is possible and
+        // no node is in two tiers.
+        let mut seen = NodeMask::new();
+        let mut overlap = false;
+        match for_each_memory_tier(|_, nodes| {
+            overlap |= !seen.intersection(nodes).is_empty();
+            seen = seen.union(nodes);
+        }) {
+            Ok(n) => {
+                assert!(n >= 1);
+                assert!(!overlap);
+                assert!(seen.is_subset(&possible));
+            }
+            Err(e) => assert_eq!(e, SysfsError::Open(libc::ENOENT)),
+        }
+        // HMAT may or may not be there; reading it never fails on a real node.
+        let first = possible.first().unwrap();
+        read_node_hmat(first).unwrap();
+        assert_eq!(read_node_hmat(NodeId(1000)), Ok(None));
     }
 
     #[test]

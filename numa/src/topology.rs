@@ -1,6 +1,28 @@
-//! `Topology`: a fixed-size description of nodes, their CPUs, memory and distances, with the lookups
-//! the allocator needs (node of a CPU, of the calling thread, fallback order by distance). Built from
-//! sysfs (no allocation), from explicit parts, or simulated over the real nodes; hwloc lives in `hwloc.rs`.
+//! `Topology`: a fixed-size description of nodes, their CPUs, memory, distances, memory tiers and
+//! HMAT performance, with the lookups the allocator needs (node of a CPU, of the calling thread,
+//! fallback order by tier and distance). Built from sysfs (no allocation), from explicit parts, or
+//! simulated over the real nodes; hwloc lives in `hwloc.rs`.
+//!
+//! Three node sets nest as in the kernel: [`possible_nodes`](Topology::possible_nodes) ⊇
+//! [`online_nodes`](Topology::online_nodes) ⊇ [`memory_nodes`](Topology::memory_nodes). The
+//! topology's own nodes ([`nodes`](Topology::nodes), the ones with a dense index and a distance row)
+//! are the online nodes by default, or every possible node with [`Coverage::Possible`], so per-node
+//! tables can cover a node that comes online (or gains memory) later:
+//!
+//! ```
+//! use hotslab_numa::{Coverage, NodeId, SysfsSource, Topology};
+//!
+//! let mut t = Topology::new_boxed();
+//! let src = SysfsSource::SYSTEM.coverage(Coverage::Possible);
+//! Topology::read_sysfs_from_into(&src, &mut t)?;
+//! assert_eq!(t.nodes(), t.possible_nodes());
+//! assert!(t.memory_nodes().is_subset(&t.online_nodes()));
+//! for n in t.nodes().iter() {
+//!     // Tier ids come from /sys/devices/virtual/memory_tiering (None before Linux 6.1).
+//!     println!("node {n}: tier {:?}, hmat {:?}", t.tier(n), t.hmat(n));
+//! }
+//! # Ok::<(), hotslab_numa::TopologyError>(())
+//! ```
 
 use core::fmt;
 
@@ -19,6 +41,74 @@ pub const UNKNOWN_DISTANCE: u8 = u8::MAX;
 
 /// One node for [`Topology::from_parts`]: its id, its CPUs, its memory in bytes.
 pub type NodePart<'a> = (NodeId, &'a [usize], u64);
+
+/// A node's memory performance from the ACPI HMAT, as the kernel exports it in
+/// `/sys/devices/system/node/nodeN/access0/initiators/`: seen from the node's nearest initiators
+/// (access class 0). A field is 0 when the kernel reports no value for it.
+#[derive(Copy, Clone, PartialEq, Eq, Debug, Default)]
+pub struct Hmat {
+    /// Read bandwidth, MB/s.
+    pub read_bandwidth: u32,
+    /// Write bandwidth, MB/s.
+    pub write_bandwidth: u32,
+    /// Read latency, ns.
+    pub read_latency: u32,
+    /// Write latency, ns.
+    pub write_latency: u32,
+}
+
+/// Which nodes a topology read from sysfs gives a slot (a dense index, CPUs, memory, distances).
+#[derive(Copy, Clone, PartialEq, Eq, Debug, Default)]
+pub enum Coverage {
+    /// The online nodes (`online`): what the machine has now.
+    #[default]
+    Online,
+    /// Every possible node (`possible`), so that per-node tables already cover a node that comes
+    /// online later (a hot-added DIMM or CXL device). Nodes not online have no CPUs, no memory and
+    /// [`REMOTE_DISTANCE`] to every other node. Falls back to the online nodes if there are more
+    /// possible nodes than [`MAX_TOPOLOGY_NODES`].
+    Possible,
+}
+
+/// Where [`Topology::read_sysfs_from_into`] reads: the node directory (normally
+/// [`SYSFS_NODE_ROOT`](crate::sysfs::SYSFS_NODE_ROOT)), the memory-tiering directory (normally
+/// [`SYSFS_TIERING_ROOT`](crate::sysfs::SYSFS_TIERING_ROOT); `None`: no tier data), and which nodes
+/// to cover.
+#[derive(Copy, Clone, PartialEq, Eq, Debug)]
+pub struct SysfsSource<'a> {
+    /// A directory laid out like `/sys/devices/system/node`.
+    pub node_root: &'a [u8],
+    /// A directory laid out like `/sys/devices/virtual/memory_tiering`, or `None` to read no tiers.
+    pub tiering_root: Option<&'a [u8]>,
+    /// Which nodes get a slot.
+    pub coverage: Coverage,
+}
+
+impl SysfsSource<'static> {
+    /// The running kernel's directories, covering the online nodes.
+    pub const SYSTEM: SysfsSource<'static> = SysfsSource {
+        node_root: sysfs::SYSFS_NODE_ROOT,
+        tiering_root: Some(sysfs::SYSFS_TIERING_ROOT),
+        coverage: Coverage::Online,
+    };
+}
+
+impl<'a> SysfsSource<'a> {
+    /// A fake tree: `node_root` laid out like `/sys/devices/system/node`, optionally a
+    /// `tiering_root` like `/sys/devices/virtual/memory_tiering`; online coverage.
+    pub const fn at(node_root: &'a [u8], tiering_root: Option<&'a [u8]>) -> SysfsSource<'a> {
+        SysfsSource {
+            node_root,
+            tiering_root,
+            coverage: Coverage::Online,
+        }
+    }
+
+    /// The same source with another [`Coverage`].
+    pub const fn coverage(self, coverage: Coverage) -> SysfsSource<'a> {
+        SysfsSource { coverage, ..self }
+    }
+}
 
 /// Why a topology could not be built.
 #[derive(Copy, Clone, PartialEq, Eq, Debug)]
@@ -122,7 +212,8 @@ pub fn current_cpu() -> Option<usize> {
     }
 }
 
-/// Nodes, their CPUs, memory and distances, in one fixed-size value (about 28 KiB, no heap fields),
+/// Nodes, their CPUs, memory, distances, tiers and HMAT data, in one fixed-size value (about 31 KiB,
+/// no heap fields),
 /// so the allocator can build it in static or mmap'd memory without allocating. An all-zero value is
 /// the empty topology.
 ///
@@ -158,9 +249,23 @@ pub fn current_cpu() -> Option<usize> {
 #[derive(Clone, PartialEq, Eq)]
 pub struct Topology {
     nodes: NodeMask,
+    /// Possible nodes (⊇ `nodes`).
+    possible: NodeMask,
+    /// Online nodes (⊆ `nodes`).
+    online: NodeMask,
+    /// Nodes with memory (⊆ `online`).
+    with_memory: NodeMask,
     cpus: CpuMask,
     count: u16,
     simulated: bool,
+    /// Whether any node has a tier (then tiers order the fallback).
+    has_tiers: bool,
+    /// Slot -> memory tier id + 1 (0: unknown).
+    tier: [u32; MAX_TOPOLOGY_NODES],
+    /// Slot -> whether `hmat` holds data.
+    hmat_known: [bool; MAX_TOPOLOGY_NODES],
+    /// Slot -> HMAT performance.
+    hmat: [Hmat; MAX_TOPOLOGY_NODES],
     /// Node id -> slot + 1 (0: not in the topology). Slots are in ascending node-id order.
     slot_of: [u8; MAX_NODES],
     /// Slot -> node id.
@@ -186,9 +291,21 @@ impl Topology {
     pub const fn empty() -> Topology {
         Topology {
             nodes: NodeMask::new(),
+            possible: NodeMask::new(),
+            online: NodeMask::new(),
+            with_memory: NodeMask::new(),
             cpus: CpuMask::new(),
             count: 0,
             simulated: false,
+            has_tiers: false,
+            tier: [0; MAX_TOPOLOGY_NODES],
+            hmat_known: [false; MAX_TOPOLOGY_NODES],
+            hmat: [Hmat {
+                read_bandwidth: 0,
+                write_bandwidth: 0,
+                read_latency: 0,
+                write_latency: 0,
+            }; MAX_TOPOLOGY_NODES],
             slot_of: [0; MAX_NODES],
             ids: [NodeId(0); MAX_TOPOLOGY_NODES],
             real: [NodeId(0); MAX_TOPOLOGY_NODES],
@@ -203,6 +320,9 @@ impl Topology {
     pub const fn single_node_fallback() -> Topology {
         let mut t = Topology::empty();
         t.nodes = NodeMask::single(NodeId(0));
+        t.possible = t.nodes;
+        t.online = t.nodes;
+        t.with_memory = t.nodes;
         t.cpus = CpuMask::range(0, MAX_CPUS);
         t.count = 1;
         t.slot_of[0] = 1;
@@ -215,7 +335,7 @@ impl Topology {
         t
     }
 
-    /// A heap-allocated empty topology, zero-initialised in place (no 28 KiB stack temporary).
+    /// A heap-allocated empty topology, zero-initialised in place (no 31 KiB stack temporary).
     pub fn new_boxed() -> Box<Topology> {
         let layout = std::alloc::Layout::new::<Topology>();
         // SAFETY: the layout has a non-zero size.
@@ -224,17 +344,25 @@ impl Topology {
             std::alloc::handle_alloc_error(layout);
         }
         // SAFETY: `p` is a fresh, zeroed allocation with Topology's layout, as Box expects; every
-        // field is an integer, bool, or array/newtype of those, for which all-zero is a valid value,
-        // and all-zero is exactly `Topology::empty()` (checked by a unit test).
+        // field is an integer, bool, or array, newtype or plain struct (`Hmat`) of those, for
+        // which all-zero is a valid value, and all-zero is exactly `Topology::empty()` (checked by
+        // a unit test).
         unsafe { Box::from_raw(p) }
     }
 
     /// Reset to the empty topology in place.
     pub fn clear(&mut self) {
         self.nodes = NodeMask::new();
+        self.possible = NodeMask::new();
+        self.online = NodeMask::new();
+        self.with_memory = NodeMask::new();
         self.cpus = CpuMask::new();
         self.count = 0;
         self.simulated = false;
+        self.has_tiers = false;
+        self.tier.fill(0);
+        self.hmat_known.fill(false);
+        self.hmat.fill(Hmat::default());
         self.slot_of.fill(0);
         self.ids.fill(NodeId(0));
         self.real.fill(NodeId(0));
@@ -256,6 +384,9 @@ impl Topology {
             return Err(TopologyError::TooManyNodes(w));
         }
         self.nodes = nodes;
+        self.possible = nodes;
+        self.online = nodes;
+        self.with_memory = nodes;
         self.count = w as u16;
         for (slot, id) in nodes.iter().enumerate() {
             self.slot_of[id.index()] = (slot + 1) as u8;
@@ -368,29 +499,53 @@ impl Topology {
     }
 
     /// Read this machine's topology from `/sys/devices/system/node` without allocating: the online
-    /// nodes, each node's `cpulist`, `meminfo` `MemTotal` and `distance` row. Safe for the
-    /// allocator's bootstrap. On error the error is returned and `out` holds
-    /// [`single_node_fallback`](Self::single_node_fallback), so a caller that ignores the error still
-    /// has a usable topology.
+    /// nodes, each node's `cpulist`, `meminfo` `MemTotal` and `distance` row, the `possible` and
+    /// `has_memory` masks, HMAT attributes, and the memory tiers of
+    /// `/sys/devices/virtual/memory_tiering`. Safe for the allocator's bootstrap. On error the error
+    /// is returned and `out` holds [`single_node_fallback`](Self::single_node_fallback), so a caller
+    /// that ignores the error still has a usable topology. `read_sysfs_from_into(&SysfsSource::SYSTEM,
+    /// out)`.
     pub fn read_sysfs_into(out: &mut Topology) -> Result<(), TopologyError> {
-        Topology::read_sysfs_root_into(sysfs::SYSFS_NODE_ROOT, out)
+        Topology::read_sysfs_from_into(&SysfsSource::SYSTEM, out)
     }
 
     /// [`read_sysfs_into`](Self::read_sysfs_into) from another directory laid out like
-    /// `/sys/devices/system/node` (tests use fake trees with sparse nodes).
+    /// `/sys/devices/system/node` (tests use fake trees with sparse nodes), without memory tiers
+    /// (use [`read_sysfs_from_into`](Self::read_sysfs_from_into) with a fake tiering directory).
     pub fn read_sysfs_root_into(root: &[u8], out: &mut Topology) -> Result<(), TopologyError> {
+        Topology::read_sysfs_from_into(&SysfsSource::at(root, None), out)
+    }
+
+    /// The sysfs reader with every choice explicit: where to read and which nodes to cover (see
+    /// [`SysfsSource`], [`Coverage`]). Allocates nothing.
+    ///
+    /// Required: `online` and, for each online node, `cpulist`. Optional, with a documented
+    /// default when the file is missing (`ENOENT`): `possible` (the online nodes), `has_memory`
+    /// (every online node), `nodeN/meminfo` (0 bytes), `nodeN/distance` (10/20 for every pair),
+    /// HMAT files (`None`), the tiering directory (no tiers). A malformed mask, CPU list, meminfo
+    /// or distance row is an error, and `out` holds the single-node fallback. Tier and HMAT data
+    /// are advice: a malformed tier directory (an unreadable `nodelist`, a node in two tiers) drops
+    /// the tiers of every node (so tiers are all known or all unknown), a malformed HMAT file drops
+    /// that node's HMAT; neither fails the read.
+    pub fn read_sysfs_from_into(
+        src: &SysfsSource<'_>,
+        out: &mut Topology,
+    ) -> Result<(), TopologyError> {
         out.clear();
-        let r = out.fill_from_sysfs(root);
+        let r = out.fill_from_sysfs(src);
         if r.is_err() {
             out.set_single_node_fallback();
         }
         r
     }
 
-    /// `*self = single_node_fallback()` without a 28 KiB temporary.
+    /// `*self = single_node_fallback()` without a 31 KiB temporary.
     fn set_single_node_fallback(&mut self) {
         self.clear();
         self.nodes = NodeMask::single(NodeId(0));
+        self.possible = self.nodes;
+        self.online = self.nodes;
+        self.with_memory = self.nodes;
         self.cpus = CpuMask::range(0, MAX_CPUS);
         self.count = 1;
         self.slot_of[0] = 1;
@@ -398,17 +553,43 @@ impl Topology {
         self.cpu_node.fill(1);
     }
 
-    fn fill_from_sysfs(&mut self, root: &[u8]) -> Result<(), TopologyError> {
+    fn fill_from_sysfs(&mut self, src: &SysfsSource<'_>) -> Result<(), TopologyError> {
+        let root = src.node_root;
         let err = |file: &'static str, node: Option<NodeId>| {
             move |error: SysfsError| TopologyError::Sysfs { file, node, error }
         };
+        let optional_mask = |which: NodeState, file: &'static str, default: NodeMask| {
+            match sysfs::read_node_mask_at(root, which) {
+                Ok(m) => Ok(m),
+                Err(SysfsError::Open(libc::ENOENT)) => Ok(default),
+                Err(e) => Err(err(file, None)(e)),
+            }
+        };
         let online =
             sysfs::read_node_mask_at(root, NodeState::Online).map_err(err("online", None))?;
-        self.set_node_set(online)?;
+        if online.is_empty() {
+            return Err(TopologyError::NoNodes);
+        }
+        let possible = optional_mask(NodeState::Possible, "possible", online)?.union(&online);
+        let with_memory =
+            optional_mask(NodeState::HasMemory, "has_memory", online)?.intersection(&online);
+        let slots = match src.coverage {
+            Coverage::Possible if possible.weight() <= MAX_TOPOLOGY_NODES => possible,
+            _ => online,
+        };
+        self.set_node_set(slots)?;
+        self.possible = possible;
+        self.online = online;
+        self.with_memory = with_memory;
         let n = self.count as usize;
+        // Distance rows have one value per online node, in ascending id order.
+        let width = online.weight();
         let mut have_distances = true;
         for slot in 0..n {
             let nid = self.ids[slot];
+            if !online.test(nid) {
+                continue; // a possible node not online: no directory yet
+            }
             let cpus = sysfs::read_node_cpus_at(root, nid).map_err(err("cpulist", Some(nid)))?;
             for cpu in cpus.iter() {
                 self.add_cpu(cpu, nid)?;
@@ -420,11 +601,17 @@ impl Topology {
             };
             let mut row = [0u8; MAX_TOPOLOGY_NODES];
             match sysfs::read_node_distances_at(root, nid, &mut row) {
-                Ok(found) if found == n => self.distance[slot][..n].copy_from_slice(&row[..n]),
+                Ok(found) if found == width => {
+                    for (i, other) in online.iter().enumerate() {
+                        if let Some(o) = self.slot(other) {
+                            self.distance[slot][o] = row[i];
+                        }
+                    }
+                }
                 Ok(found) => {
                     return Err(TopologyError::DistanceMismatch {
                         node: nid,
-                        expected: n,
+                        expected: width,
                         found,
                     })
                 }
@@ -432,17 +619,81 @@ impl Topology {
                 Err(SysfsError::TooLarge) => {
                     return Err(TopologyError::DistanceMismatch {
                         node: nid,
-                        expected: n,
-                        found: n + 1,
+                        expected: width,
+                        found: width + 1,
                     })
                 }
                 Err(e) => return Err(err("distance", Some(nid))(e)),
             }
+            if let Ok(Some(h)) = sysfs::read_node_hmat_at(root, nid) {
+                self.hmat[slot] = h;
+                self.hmat_known[slot] = true;
+            }
         }
         if !have_distances {
             self.default_distances();
+        } else {
+            // Pairs with a node that is not online have no row: the default remote distance.
+            for a in 0..n {
+                for b in 0..n {
+                    if !online.test(self.ids[a]) || !online.test(self.ids[b]) {
+                        self.distance[a][b] = if a == b {
+                            LOCAL_DISTANCE
+                        } else {
+                            REMOTE_DISTANCE
+                        };
+                    }
+                }
+            }
+        }
+        if let Some(tiering) = src.tiering_root {
+            self.read_tiers(tiering);
         }
         Ok(())
+    }
+
+    /// For a topology built another way (hwloc): take the node-state masks, HMAT data and tiers
+    /// from sysfs where readable, leaving the rest as it is. Allocates nothing.
+    #[cfg_attr(not(feature = "hwloc"), allow(dead_code))]
+    pub(crate) fn add_sysfs_node_facts(&mut self, src: &SysfsSource<'_>) {
+        let root = src.node_root;
+        let read = |which| sysfs::read_node_mask_at(root, which).ok();
+        let online = read(NodeState::Online).unwrap_or(self.nodes);
+        let possible = read(NodeState::Possible).unwrap_or(self.nodes);
+        let with_memory = read(NodeState::HasMemory).unwrap_or(self.nodes);
+        self.set_node_states(
+            possible.union(&online),
+            online,
+            with_memory.intersection(&online),
+        );
+        for slot in 0..self.count as usize {
+            if let Ok(Some(h)) = sysfs::read_node_hmat_at(root, self.ids[slot]) {
+                self.hmat[slot] = h;
+                self.hmat_known[slot] = true;
+            }
+        }
+        if let Some(tiering) = src.tiering_root {
+            self.read_tiers(tiering);
+        }
+    }
+
+    /// Fill the tiers from a memory-tiering directory; on any error no node has a tier.
+    fn read_tiers(&mut self, tiering: &[u8]) {
+        let mut bad = false;
+        let r = sysfs::for_each_memory_tier_at(tiering, |tier, nodes| {
+            for nid in nodes.iter() {
+                if let Some(slot) = self.slot(nid) {
+                    if self.tier[slot] != 0 {
+                        bad = true; // a node in two tiers
+                    }
+                    self.tier[slot] = tier + 1;
+                }
+            }
+        });
+        if r.is_err() || bad {
+            self.tier.fill(0);
+        }
+        self.has_tiers = self.tier[..self.count as usize].iter().any(|&t| t != 0);
     }
 
     /// `n` virtual nodes (ids `0..n`) laid over the real nodes read from sysfs (or over
@@ -468,21 +719,62 @@ impl Topology {
     ///   the two sit on different base nodes), capped at 254, so the fallback order is "nearest id
     ///   first" and deterministic.
     ///
+    /// Each virtual node has the memory tier and HMAT data of its base node. Every virtual node is
+    /// possible, online and (if its base node has memory) has memory.
+    ///
     /// On error `out` is left empty.
     pub fn simulate_into(
         base: &Topology,
         n: usize,
         out: &mut Topology,
     ) -> Result<(), TopologyError> {
+        Topology::simulate_absent_into(base, n, &NodeMask::new(), out)
+    }
+
+    /// [`simulate_into`](Self::simulate_into) where the virtual nodes in `absent` are possible but
+    /// not online: in [`nodes`](Self::nodes) and [`possible_nodes`](Self::possible_nodes) (so
+    /// per-node tables cover them), not in [`online_nodes`](Self::online_nodes) or
+    /// [`memory_nodes`](Self::memory_nodes), with no CPUs and no memory — a node that can gain
+    /// memory later, as a hot-added DIMM or CXL device would. Their distances and
+    /// [`real_node`](Self::real_node) are as in `simulate_into`. The CPUs and memory of a base node
+    /// are shared by its present virtual nodes only (a base node whose virtual nodes are all absent
+    /// deals its CPUs over every present node; its memory is not counted). Ids in `absent` that are
+    /// not below `n` are ignored. Allocates nothing.
+    ///
+    /// ```
+    /// use hotslab_numa::{NodeId, NodeMask, Topology};
+    ///
+    /// let base = Topology::simulated(1)?;
+    /// let mut t = Topology::new_boxed();
+    /// Topology::simulate_absent_into(&base, 4, &NodeMask::single(NodeId(3)), &mut t)?;
+    /// assert_eq!(t.nodes().to_string(), "0-3");
+    /// assert_eq!(t.memory_nodes().to_string(), "0-2");
+    /// assert!(t.node_cpus(NodeId(3)).is_empty() && t.node_memory(NodeId(3)) == 0);
+    /// # Ok::<(), hotslab_numa::TopologyError>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As `simulate_into`, and [`TopologyError::NoNodes`] if every virtual node is absent.
+    pub fn simulate_absent_into(
+        base: &Topology,
+        n: usize,
+        absent: &NodeMask,
+        out: &mut Topology,
+    ) -> Result<(), TopologyError> {
         out.clear();
-        let r = out.fill_simulated(base, n);
+        let r = out.fill_simulated(base, n, absent);
         if r.is_err() {
             out.clear();
         }
         r
     }
 
-    fn fill_simulated(&mut self, base: &Topology, n: usize) -> Result<(), TopologyError> {
+    fn fill_simulated(
+        &mut self,
+        base: &Topology,
+        n: usize,
+        absent: &NodeMask,
+    ) -> Result<(), TopologyError> {
         if n == 0 || n > MAX_TOPOLOGY_NODES {
             return Err(TopologyError::InvalidNodeCount(n));
         }
@@ -490,15 +782,36 @@ impl Topology {
         if k == 0 {
             return Err(TopologyError::NoNodes);
         }
-        self.set_node_set(NodeMask::range(0, n as u16))?;
+        let all = NodeMask::range(0, n as u16);
+        let present = all.difference(absent);
+        if present.is_empty() {
+            return Err(TopologyError::NoNodes);
+        }
+        self.set_node_set(all)?;
         self.simulated = true;
-        // Number of virtual nodes on base slot r: r, r + k, r + 2k, ... below n.
-        let group = |r: usize| if r < n { (n - r).div_ceil(k) } else { 0 };
+        self.online = present;
+        let is_present = |v: usize| present.test(NodeId(v as u16));
+        // Present virtual nodes on base slot r: those of r, r + k, r + 2k, ... below n not absent.
+        let group = |r: usize| (r..n).step_by(k).filter(|&v| is_present(v)).count();
+        // The i-th present virtual node on base slot r (i < group(r)).
+        let nth_on = |r: usize, i: usize| (r..n).step_by(k).filter(|&v| is_present(v)).nth(i);
+        let mut with_memory = NodeMask::new();
         for v in 0..n {
             let r = v % k;
             self.real[v] = base.real[r];
-            self.memory[v] = base.memory[r] / group(r) as u64;
+            if is_present(v) {
+                self.memory[v] = base.memory[r] / group(r) as u64;
+                if base.with_memory.test(base.ids[r]) {
+                    with_memory.set(NodeId(v as u16));
+                }
+            }
+            self.tier[v] = base.tier[r];
+            self.hmat[v] = base.hmat[r];
+            self.hmat_known[v] = base.hmat_known[r];
         }
+        self.with_memory = with_memory;
+        self.has_tiers = self.tier[..n].iter().any(|&t| t != 0);
+        let present_count = present.weight();
         let mut dealt = [0usize; MAX_TOPOLOGY_NODES];
         let mut orphans = 0usize;
         for cpu in base.cpus.iter() {
@@ -510,11 +823,15 @@ impl Topology {
             let v = if g > 0 {
                 let i = dealt[r];
                 dealt[r] += 1;
-                r + (i % g) * k
+                nth_on(r, i % g)
             } else {
                 orphans += 1;
-                (orphans - 1) % n
+                present
+                    .iter()
+                    .nth((orphans - 1) % present_count)
+                    .map(|id| id.index())
             };
+            let Some(v) = v else { continue };
             self.add_cpu(cpu, NodeId(v as u16))?;
         }
         for a in 0..n {
@@ -659,25 +976,45 @@ impl Topology {
         }
     }
 
-    /// Write the nodes of the topology into `out`, nearest to `nid` first: `nid` itself (if it is a
-    /// node), then by distance, ties by id. Writes at most `out.len()` nodes (the nearest ones) and
-    /// returns how many. For a node outside the topology the order is by id. No allocation.
+    /// Write the nodes of the topology into `out`, best fallback for `nid` first, and return how
+    /// many were written (at most `out.len()`: the best ones). No allocation. The order:
+    ///
+    /// 1. `nid` itself (if it is a node);
+    /// 2. when memory tiers are known ([`has_tiers`](Self::has_tiers)): the nodes of `nid`'s own
+    ///    tier, then the other tiers in ascending tier id (faster memory first), then nodes without
+    ///    a tier (memoryless nodes have none); without tier data every node is in one class;
+    /// 3. within a class, by distance from `nid`, ties by id.
+    ///
+    /// So the primary key is the tier, the secondary the distance, then the id; without tiers this
+    /// is the plain distance order. A CPU-less CXL node in a slower tier comes after every DRAM node,
+    /// whatever its SLIT distance. HMAT data does not affect the order. For a node outside the
+    /// topology the order is by tier class, then by id.
     pub fn fallback_order(&self, nid: NodeId, out: &mut [NodeId]) -> usize {
         let n = self.count as usize;
         let src = self.slot(nid);
-        // Key: (rank, id); nid itself ranks 0, others 1 + distance. Keys are unique (ids are).
-        let key = |slot: usize| -> (u16, u16) {
-            let id = self.ids[slot].0;
+        let src_tier = src.map_or(0, |s| self.tier[s]);
+        // Key: (class, rank, id) packed in a u64; nid itself is 0, others have rank 1 + distance
+        // (1 for an unknown nid). Keys are unique (ids are).
+        let key = |slot: usize| -> u64 {
+            let id = u64::from(self.ids[slot].0);
+            let t = self.tier[slot];
+            let class = if !self.has_tiers || (t != 0 && t == src_tier) {
+                0
+            } else if t != 0 {
+                u64::from(t)
+            } else {
+                u64::from(u32::MAX)
+            };
             match src {
-                Some(s) if s == slot => (0, id),
-                Some(s) => (1 + u16::from(self.distance[s][slot]), id),
-                None => (1, id),
+                Some(s) if s == slot => 0,
+                Some(s) => class << 32 | (1 + u64::from(self.distance[s][slot])) << 16 | id,
+                None => class << 32 | 1 << 16 | id,
             }
         };
         let want = n.min(out.len());
-        let mut prev: Option<(u16, u16)> = None;
+        let mut prev: Option<u64> = None;
         for o in out.iter_mut().take(want) {
-            let mut best: Option<(u16, u16)> = None;
+            let mut best: Option<u64> = None;
             let mut best_slot = 0;
             for slot in 0..n {
                 let k = key(slot);
@@ -693,6 +1030,101 @@ impl Topology {
             prev = best;
         }
         want
+    }
+
+    /// Every node id the kernel could bring online (`/sys/devices/system/node/possible`), a
+    /// superset of [`nodes`](Self::nodes). Equal to `nodes()` for topologies built from parts or
+    /// simulated, and for sysfs with [`Coverage::Possible`] (unless there are more possible nodes
+    /// than [`MAX_TOPOLOGY_NODES`]); with [`Coverage::Online`] it can be larger: per-node tables
+    /// sized from it cover nodes that come online later.
+    #[inline]
+    pub fn possible_nodes(&self) -> NodeMask {
+        self.possible
+    }
+
+    /// The nodes online now (`online`), a subset of [`nodes`](Self::nodes).
+    #[inline]
+    pub fn online_nodes(&self) -> NodeMask {
+        self.online
+    }
+
+    /// The nodes with memory now (`has_memory`, the kernel's `N_MEMORY`), a subset of
+    /// [`online_nodes`](Self::online_nodes). Every node of a topology built from parts; for a
+    /// simulated one, every present virtual node over a base node with memory. A node may be online
+    /// without memory (a CPU-only node, or one whose memory blocks are all offline).
+    #[inline]
+    pub fn memory_nodes(&self) -> NodeMask {
+        self.with_memory
+    }
+
+    /// Whether `nid` has memory now (is in [`memory_nodes`](Self::memory_nodes)).
+    #[inline]
+    pub fn has_memory(&self, nid: NodeId) -> bool {
+        nid.is_valid() && self.with_memory.test(nid)
+    }
+
+    /// Replace the node-state masks of a topology (for one built from parts over possible nodes,
+    /// or a test), keeping them nested as the kernel does: `possible ∪ nodes()`, `online ∩
+    /// nodes()` plus every node with memory, `has_memory ∩ nodes()`. Allocates nothing.
+    pub fn set_node_states(&mut self, possible: NodeMask, online: NodeMask, has_memory: NodeMask) {
+        self.with_memory = has_memory.intersection(&self.nodes);
+        self.online = online.intersection(&self.nodes).union(&self.with_memory);
+        self.possible = possible.union(&self.nodes);
+    }
+
+    /// The memory tier of `nid`: the `N` of the `memory_tierN` directory listing it
+    /// (`/sys/devices/virtual/memory_tiering`, Linux 6.1+). Smaller is faster memory: the kernel
+    /// puts DRAM in tier 4 and slower memory (CXL, PMEM) in higher tiers. `None` for a node outside
+    /// the topology, a node in no tier (memoryless), or when there is no tier data at all (an older
+    /// kernel, a topology from parts or from a fake tree without a tiering root).
+    #[inline]
+    pub fn tier(&self, nid: NodeId) -> Option<u32> {
+        match self.slot(nid).map(|s| self.tier[s]) {
+            Some(t) if t != 0 => Some(t - 1),
+            _ => None,
+        }
+    }
+
+    /// Whether any node has a [`tier`](Self::tier) (then tiers order
+    /// [`fallback_order`](Self::fallback_order)).
+    #[inline]
+    pub fn has_tiers(&self) -> bool {
+        self.has_tiers
+    }
+
+    /// Set (or with `None` clear) the memory tier of `nid`, e.g. for a topology built from parts.
+    /// Returns false (and changes nothing) if `nid` is not a node of the topology or `tier` is
+    /// `u32::MAX`.
+    pub fn set_tier(&mut self, nid: NodeId, tier: Option<u32>) -> bool {
+        let Some(slot) = self.slot(nid) else {
+            return false;
+        };
+        self.tier[slot] = match tier {
+            Some(u32::MAX) => return false,
+            Some(t) => t + 1,
+            None => 0,
+        };
+        self.has_tiers = self.tier[..self.count as usize].iter().any(|&t| t != 0);
+        true
+    }
+
+    /// The HMAT performance of `nid` (`nodeN/access0/initiators/*`), `None` when the kernel reports
+    /// none (no ACPI HMAT, the usual case on one-socket machines and VMs without `-numa hmat-lb`) or
+    /// `nid` is not a node.
+    #[inline]
+    pub fn hmat(&self, nid: NodeId) -> Option<Hmat> {
+        let s = self.slot(nid)?;
+        self.hmat_known[s].then_some(self.hmat[s])
+    }
+
+    /// Set (or with `None` clear) the HMAT data of `nid`; false if `nid` is not a node.
+    pub fn set_hmat(&mut self, nid: NodeId, hmat: Option<Hmat>) -> bool {
+        let Some(slot) = self.slot(nid) else {
+            return false;
+        };
+        self.hmat_known[slot] = hmat.is_some();
+        self.hmat[slot] = hmat.unwrap_or_default();
+        true
     }
 
     /// The physical node behind `nid`: itself in a real topology, the base node a virtual node takes
@@ -727,6 +1159,9 @@ impl fmt::Debug for NodeDebug<'_> {
             .field("real", &t.real[s].0)
             .field("cpus", &format_args!("{}", t.node_cpus(id)))
             .field("memory", &t.memory[s])
+            .field("has_memory", &t.has_memory(id))
+            .field("tier", &t.tier(id))
+            .field("hmat", &t.hmat(id))
             .field("distances", &&t.distance[s][..n])
             .finish()
     }
@@ -737,6 +1172,8 @@ impl fmt::Debug for Topology {
         f.debug_struct("Topology")
             .field("simulated", &self.simulated)
             .field("nodes", &format_args!("{}", self.nodes))
+            .field("possible", &format_args!("{}", self.possible))
+            .field("online", &format_args!("{}", self.online))
             .field("cpus", &format_args!("{}", self.cpus))
             .field("per_node", &NodeList(self))
             .finish()
@@ -1035,6 +1472,136 @@ mod tests {
         Topology::simulate_into(&base, 1, &mut t).unwrap();
         assert_eq!(t.node_cpus(NodeId(0)).weight(), 8);
         assert_eq!(t.node_memory(NodeId(0)), 600);
+    }
+
+    #[test]
+    fn tiers_order_fallback_before_distance() {
+        let c: &[usize] = &[];
+        // 0,1 DRAM; 2 CXL (tier 22) nearer to 0 than 1 is; 3 PMEM-like tier 30; 4 without a tier.
+        let d = [
+            [10, 21, 14, 30, 15],
+            [21, 10, 24, 30, 25],
+            [14, 24, 10, 30, 15],
+            [30, 30, 30, 10, 30],
+            [15, 25, 15, 30, 10],
+        ];
+        let parts: Vec<NodePart<'_>> = (0..5).map(|i| (NodeId(i), c, 1 << 20)).collect();
+        let mut t = Topology::from_parts(&parts, |a, b| d[a.index()][b.index()]).unwrap();
+        assert!(!t.has_tiers());
+        assert_eq!(order(&t, 0), [0, 2, 4, 1, 3]);
+        for (n, tier) in [(0, 4), (1, 4), (2, 22), (3, 30)] {
+            assert!(t.set_tier(NodeId(n), Some(tier)));
+        }
+        assert!(t.has_tiers());
+        assert!(!t.set_tier(NodeId(9), Some(4)));
+        assert!(!t.set_tier(NodeId(0), Some(u32::MAX)));
+        assert_eq!(t.tier(NodeId(0)), Some(4));
+        assert_eq!(t.tier(NodeId(4)), None);
+        assert_eq!(order(&t, 0), [0, 1, 2, 3, 4]);
+        assert_eq!(order(&t, 1), [1, 0, 2, 3, 4]);
+        assert_eq!(order(&t, 2), [2, 0, 1, 3, 4]);
+        assert_eq!(order(&t, 3), [3, 0, 1, 2, 4]);
+        assert_eq!(order(&t, 4), [4, 0, 1, 2, 3]);
+        // Two nodes in the slow tier: the own tier comes before the faster one.
+        assert!(t.set_tier(NodeId(4), Some(22)));
+        assert_eq!(order(&t, 2), [2, 4, 0, 1, 3]);
+        assert_eq!(order(&t, 0), [0, 1, 2, 4, 3]);
+        // Clearing every tier restores the distance order.
+        for n in 0..5 {
+            assert!(t.set_tier(NodeId(n), None));
+        }
+        assert!(!t.has_tiers());
+        assert_eq!(order(&t, 0), [0, 2, 4, 1, 3]);
+        // clear() forgets tiers and HMAT.
+        t.set_tier(NodeId(1), Some(4));
+        assert!(t.set_hmat(NodeId(1), Some(Hmat::default())));
+        assert!(!t.set_hmat(NodeId(7), None));
+        assert_eq!(t.hmat(NodeId(1)), Some(Hmat::default()));
+        let dbg = format!("{t:?}");
+        assert!(dbg.contains("tier: Some(4)"), "{dbg}");
+        t.clear();
+        assert_eq!(*t, Topology::empty());
+    }
+
+    #[test]
+    fn node_state_sets() {
+        let c: &[usize] = &[];
+        let mut t = Topology::from_parts(
+            &[(NodeId(0), c, 1), (NodeId(2), c, 1), (NodeId(3), c, 0)],
+            |_, _| 10,
+        )
+        .unwrap();
+        let all = NodeMask::parse_list(b"0,2-3").unwrap();
+        assert_eq!(t.possible_nodes(), all);
+        assert_eq!(t.online_nodes(), all);
+        assert_eq!(t.memory_nodes(), all);
+        let m = |s: &str| NodeMask::parse_list(s.as_bytes()).unwrap();
+        // Possible widened by nodes(); online and memory narrowed to nodes(); memory implies online.
+        t.set_node_states(m("0-7"), m("0,9"), m("0,3,8"));
+        assert_eq!(t.possible_nodes(), m("0-7"));
+        assert_eq!(t.online_nodes(), m("0,3"));
+        assert_eq!(t.memory_nodes(), m("0,3"));
+        assert!(t.has_memory(NodeId(3)) && !t.has_memory(NodeId(2)));
+        t.set_node_states(NodeMask::new(), NodeMask::new(), NodeMask::new());
+        assert_eq!(t.possible_nodes(), all);
+        assert!(t.memory_nodes().is_empty());
+        let fb = Topology::single_node_fallback();
+        assert_eq!(fb.possible_nodes(), NodeMask::single(NodeId(0)));
+        assert!(fb.has_memory(NodeId(0)));
+    }
+
+    #[test]
+    fn simulated_absent_nodes() {
+        let cpus: Vec<usize> = (0..8).collect();
+        let base = one_node_base(&cpus, 6000);
+        let mut t = Topology::new_boxed();
+        let absent = NodeMask::parse_list(b"1,3,9").unwrap();
+        Topology::simulate_absent_into(&base, 4, &absent, &mut t).unwrap();
+        assert_eq!(t.nodes().to_string(), "0-3");
+        assert_eq!(t.possible_nodes().to_string(), "0-3");
+        assert_eq!(t.online_nodes().to_string(), "0,2");
+        assert_eq!(t.memory_nodes().to_string(), "0,2");
+        assert_eq!(t.node_memory(NodeId(0)), 3000);
+        assert_eq!(t.node_memory(NodeId(1)), 0);
+        assert_eq!(t.total_memory(), 6000);
+        assert_eq!(t.node_cpus(NodeId(0)).to_string(), "0,2,4,6");
+        assert_eq!(t.node_cpus(NodeId(2)).to_string(), "1,3,5,7");
+        assert!(t.node_cpus(NodeId(1)).is_empty() && t.node_cpus(NodeId(3)).is_empty());
+        assert_eq!(t.real_node(NodeId(3)), NodeId(0));
+        assert_eq!(t.distance(NodeId(0), NodeId(1)), 21);
+        // Absent nodes keep their place in the distance order (callers filter by memory).
+        assert_eq!(order(&t, 0), [0, 1, 2, 3]);
+        // No absent node: exactly simulate_into.
+        let mut plain = Topology::new_boxed();
+        Topology::simulate_into(&base, 4, &mut plain).unwrap();
+        Topology::simulate_absent_into(&base, 4, &NodeMask::new(), &mut t).unwrap();
+        assert_eq!(*t, *plain);
+        // Every node absent: an error, and `out` is left empty.
+        assert_eq!(
+            Topology::simulate_absent_into(&base, 2, &NodeMask::range(0, 2), &mut t),
+            Err(TopologyError::NoNodes)
+        );
+        assert_eq!(*t, Topology::empty());
+        // Two base nodes, every virtual node over node 5 absent: its CPUs go to present nodes.
+        let c0: &[usize] = &[0, 1];
+        let c5: &[usize] = &[8, 9];
+        let base2 = Topology::from_parts(&[(NodeId(0), c0, 600), (NodeId(5), c5, 900)], |a, b| {
+            if a == b {
+                10
+            } else {
+                21
+            }
+        })
+        .unwrap();
+        let absent = NodeMask::parse_list(b"1,3").unwrap();
+        Topology::simulate_absent_into(&base2, 4, &absent, &mut t).unwrap();
+        assert_eq!(t.cpus().weight(), 4);
+        assert!(t
+            .cpus()
+            .iter()
+            .all(|c| t.online_nodes().test(t.cpu_node(c).unwrap())));
+        assert_eq!(t.node_memory(NodeId(0)), 300);
+        assert_eq!(t.node_memory(NodeId(1)), 0);
     }
 
     #[test]

@@ -11,6 +11,9 @@ fn detect_and_sysfs_agree() {
     assert!(!h.is_simulated() && !s.is_simulated());
     assert_eq!(h.nodes(), s.nodes(), "node sets");
     assert_eq!(h.cpus(), s.cpus(), "cpu sets");
+    assert_eq!(h.possible_nodes(), s.possible_nodes(), "possible nodes");
+    assert_eq!(h.memory_nodes(), s.memory_nodes(), "nodes with memory");
+    assert_eq!(h.has_tiers(), s.has_tiers(), "tier data");
     for n in s.nodes().iter() {
         assert_eq!(h.node_cpus(n), s.node_cpus(n), "cpus of node {n}");
         let (hm, sm) = (h.node_memory(n), s.node_memory(n));
@@ -22,6 +25,8 @@ fn detect_and_sysfs_agree() {
         for m in s.nodes().iter() {
             assert_eq!(h.distance(n, m), s.distance(n, m), "distance {n}->{m}");
         }
+        assert_eq!(h.tier(n), s.tier(n), "tier of node {n}");
+        assert_eq!(h.hmat(n), s.hmat(n), "HMAT of node {n}");
     }
     for cpu in 0..hotslab_numa::MAX_CPUS {
         assert_eq!(h.cpu_node(cpu), s.cpu_node(cpu), "cpu {cpu}");

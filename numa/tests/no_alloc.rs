@@ -1,13 +1,18 @@
 //! Everything the allocator's bootstrap may call must not touch the global allocator: a counting
-//! `#[global_allocator]` fails the test if the sysfs reader, simulation, lookups, mask parsing,
-//! PageSource map/unmap/decommit or placement allocate on this thread.
+//! `#[global_allocator]` fails the test if the sysfs reader (with possible-node coverage, memory
+//! tiers and HMAT), simulation, lookups, mask parsing, the memory-policy decoding and placement
+//! decision, `Mems_allowed_list`, PageSource map/unmap/decommit or placement allocate on this
+//! thread.
 #![cfg(not(miri))]
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use hotslab_numa::{placement_summary, NodeId, NodeMask, PageSource, Topology};
+use hotslab_numa::{
+    placement_nodes, placement_summary, Coverage, MemPolicy, NodeId, NodeMask, PageSource,
+    SysfsSource, Topology,
+};
 
 struct Counting;
 
@@ -83,6 +88,25 @@ fn bootstrap_paths_do_not_allocate() {
         assert!(m.write_list(&mut buf).is_some());
         let has_mem =
             hotslab_numa::sysfs::read_node_mask(hotslab_numa::NodeState::HasMemory).unwrap();
+
+        // Possible coverage, tiers (the tiering directory is listed with getdents64), HMAT.
+        let src = SysfsSource::SYSTEM.coverage(Coverage::Possible);
+        Topology::read_sysfs_from_into(&src, &mut parts).unwrap();
+        assert!(parts.nodes().is_subset(&parts.possible_nodes()));
+        let _ = parts.tier(parts.first_node());
+        let _ = parts.hmat(parts.first_node());
+        let _ = hotslab_numa::sysfs::for_each_memory_tier(|_, _| {});
+        let _ = hotslab_numa::sysfs::read_node_hmat(parts.first_node());
+        let absent = NodeMask::single(NodeId(3));
+        Topology::simulate_absent_into(&real, 8, &absent, &mut sim).unwrap();
+        // Policy: decode the thread's, read the cpuset both ways, decide placement.
+        let policy = MemPolicy::current().unwrap();
+        let allowed = hotslab_numa::policy::mems_allowed().unwrap();
+        assert_eq!(hotslab_numa::sysfs::read_mems_allowed_list(), Ok(allowed));
+        let (_, nodes) = placement_nodes(&policy, &allowed, &sim);
+        assert!(!nodes.is_empty());
+        let (_, nodes) = placement_nodes(&policy, &allowed, &real);
+        assert!(!nodes.is_empty());
 
         let span = PAGES.map(1 << 20, 2 << 20, has_mem.first()).unwrap();
         // SAFETY: the span is ours.
