@@ -464,11 +464,11 @@ unsafe fn write_snapshot(m: *mut u8, d: &SlabDomain, reg: &crate::domain::Regist
     s.store((old | 1) + 1, Ordering::Release);
 }
 
-/// The memory tier of node `nid`, when the topology knows it. The topology does not expose
-/// tiers yet: `None` (readers fall back to the kernel's `memory_tiering` sysfs view of the real
-/// node). `knobs.rs` prints the same for `HOTSLAB_VERBOSE`.
-pub(crate) fn tier_of(_d: &SlabDomain, _nid: NodeId) -> Option<u8> {
-    None
+/// The memory tier of node `nid`, when the topology knows it (the kernel's `memory_tiering`
+/// id, capped at 255); `None` otherwise (readers then fall back to the kernel's sysfs view of the
+/// real node). `knobs.rs` prints the same for `HOTSLAB_VERBOSE`.
+pub(crate) fn tier_of(d: &SlabDomain, nid: NodeId) -> Option<u8> {
+    d.topology().tier(nid).map(|t| t.min(255) as u8)
 }
 
 // ---- reader ----------------------------------------------------------------------------------

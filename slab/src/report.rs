@@ -97,7 +97,7 @@ static BUFFER: Buf = Buf(UnsafeCell::new([0; BUF]));
 static BUSY: AtomicBool = AtomicBool::new(false);
 
 /// Writes the default domain's slabinfo table to file descriptor `fd` in one `write(2)`, framed
-/// by a first line `hotslab: slabinfo pid=.. mode=.. nodes=..` and a last line
+/// by a first line `hotslab: slabinfo pid=.. mode=.. nodes=.. tiers=N0:4,..` and a last line
 /// `hotslab: total pid=.. allocs=.. frees=.. live=.. large_live=.. large_live_bytes=..
 /// mapped_bytes=.. boot_allocs=..`. Never allocates (a static 64 KiB buffer; a longer table is
 /// cut). False if the default domain does not exist or another thread is printing.
@@ -115,12 +115,23 @@ pub fn print_slabinfo(fd: i32) -> bool {
     let pid = unsafe { libc::getpid() };
     let large = &crate::kmalloc::LARGE;
     let (allocs, frees, live) = totals(d);
-    let _ = writeln!(
+    let _ = write!(
         w,
         "hotslab: slabinfo pid={pid} mode={} nodes={}",
         d.mode().name(),
         d.topology().node_count()
     );
+    // Each node's memory tier (the kernel's memory_tiering id; "-" where it gives none).
+    let topo = d.topology();
+    let _ = w.write_str(" tiers=");
+    for (k, nid) in topo.nodes().iter().enumerate() {
+        let sep = if k == 0 { "" } else { "," };
+        let _ = match topo.tier(nid) {
+            Some(t) => write!(w, "{sep}N{}:{t}", nid.index()),
+            None => write!(w, "{sep}N{}:-", nid.index()),
+        };
+    }
+    let _ = writeln!(w);
     let _ = d.write_slabinfo(&mut w);
     let _ = writeln!(
         w,
