@@ -378,7 +378,8 @@ const PER_SLAB: usize = 8;
 /// the statistics count exactly 10 allocations, 2 frees and 8 live objects (the slabs' `in_use` counters);
 /// after O frees everything, 10/10/0.
 ///
-/// Mutation `CollectRemoteLoadStore` makes the collect a load and a store of 0: a push between them is lost.
+/// Mutation `CollectRemoteLoadStore` makes the collect a load and a store of 0: a push between them is lost
+/// (the statistics then disagree with what was freed).
 fn remote_free_vs_collect(m: HeapMutation, ch: &Arc<Checks>) {
     let w = world(m);
     let c = cache(&w.domain, "big", BIG);
@@ -464,7 +465,8 @@ const BOUND_ABANDON: usize = 2;
 /// accounted (4 allocations, 4 frees, nothing live), no heap owns a slab at the end, every slab is on a
 /// part list, and destroy gives all memory back.
 ///
-/// Mutation `CollectRemoteLoadStore`: the flush's collect loses R's second push.
+/// Mutation `CollectRemoteLoadStore`: the flush's collect (or C's, on the adopted slab) races R's pushes and
+/// the frees no longer add up.
 fn abandon_vs_remote_and_adopt(m: HeapMutation, ch: &Arc<Checks>) {
     let w = world(m);
     let x = cache(&w.domain, "x", 64);
@@ -514,7 +516,7 @@ fn abandon_vs_remote_and_adopt_is_clean() {
     .assert_clean();
 }
 
-/// Preemption bound 2. The flush's collect as a load and a store: some schedule loses R's free.
+/// Preemption bound 2. The flush's collect as a load and a store: some schedule miscounts R's frees.
 #[test]
 fn abandon_vs_remote_and_adopt_mutation_is_caught() {
     explore(
