@@ -111,6 +111,25 @@ impl Violations {
     }
 }
 
+/// A deliberate break of one heap protocol step (`heap.rs`, `slab.rs`), for the loom models'
+/// mutation checks ([`SlabDomain::mutation_heap`]): a model that cannot fail proves nothing.
+#[cfg(loom)]
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum HeapMutation {
+    /// Every protocol as written.
+    None,
+    /// A revoker does not wait for the owner's busy section to end before taking its slabs.
+    RevokeSkipsBusyWait,
+    /// Giving an owned slab back to its part keeps the old owner id in `Slab::owner`.
+    ReleaseKeepsOwner,
+    /// A remote free does not settle a draining part after its push (the drain handshake).
+    RemoteFreeIgnoresDraining,
+    /// Collecting the cross-thread list is a load and a store of 0 instead of one swap.
+    CollectRemoteLoadStore,
+}
+
 /// Result of [`SlabDomain::check_invariants`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct InvariantReport {
@@ -253,6 +272,9 @@ pub struct SlabDomain {
     /// The purge sweep over the kmalloc caches' parts (sweep.rs).
     pub(crate) sweep: crate::sweep::Sweep,
     skip_read_side: StdAtomicBool,
+    /// Loom models only: the heap-protocol mutation switched on ([`HeapMutation`] as a byte).
+    #[cfg(loom)]
+    heap_mutation: std::sync::atomic::AtomicU8,
     /// Lock-free copy of `Registry::slab_nodes` (written under slab_mutex) for allocation paths,
     /// which must not take slab_mutex (it comes before their locks in the lock order).
     slab_nodes_view: [StdAtomicU64; 16],
@@ -385,6 +407,8 @@ impl SlabDomain {
                 crate::kmalloc::NCLASSES],
             sweep: crate::sweep::Sweep::new(),
             skip_read_side: StdAtomicBool::new(false),
+            #[cfg(loom)]
+            heap_mutation: std::sync::atomic::AtomicU8::new(HeapMutation::None as u8),
             slab_nodes_view: {
                 let w = slab_nodes.as_words();
                 core::array::from_fn(|i| StdAtomicU64::new(w[i]))
@@ -826,6 +850,36 @@ impl SlabDomain {
         self.skip_read_side.store(on, StdOrdering::Relaxed);
     }
 
+    /// Mutation check of the heap loom models only (`tests/loom_heap.rs`): breaks one step of a
+    /// heap protocol in this domain, so that the models can show they catch it.
+    #[cfg(loom)]
+    #[doc(hidden)]
+    pub fn mutation_heap(&self, m: HeapMutation) {
+        self.heap_mutation.store(m as u8, StdOrdering::Relaxed);
+    }
+
+    /// Whether heap-protocol mutation `m` is on (loom models only).
+    #[cfg(loom)]
+    #[inline]
+    pub(crate) fn heap_mutated(&self, m: HeapMutation) -> bool {
+        self.heap_mutation.load(StdOrdering::Relaxed) == m as u8
+    }
+
+    /// Loom models only: the calling thread exits as far as this domain is concerned — its heap's
+    /// slabs of every cache go back to their parts (the thread-exit flush, under the heap's lock),
+    /// and the thread starts over with a fresh heap on its next allocation. (Outside loom,
+    /// [`crate::exit_thread_now`] does this for every domain and recycles the heap; the loom
+    /// registry never recycles heaps.)
+    #[cfg(loom)]
+    #[doc(hidden)]
+    pub fn abandon_current_heap(&self) {
+        let h = thread::forget_current_heap();
+        if !h.is_null() {
+            // SAFETY: heaps are never freed; the calling thread owned this one and dropped it.
+            self.flush_heap(unsafe { &*h });
+        }
+    }
+
     pub(crate) fn on_memory_event(&self, ev: &MemoryNotify) -> Result<(), NotifyError> {
         let r = crate::hotplug::handle(self, ev);
         crate::publish::hotplug_event(self, ev, &r);
@@ -912,7 +966,6 @@ impl SlabDomain {
     }
 
     /// Thread exit: give back `heap`'s slabs of every cache of this domain.
-    #[cfg_attr(loom, allow(dead_code))]
     pub(crate) fn flush_heap(&self, heap: &crate::heap::Heap) {
         let reg = self.slab_mutex();
         for c in reg.iter() {

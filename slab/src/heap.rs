@@ -782,6 +782,15 @@ pub fn exit_thread_now() {
     }
 }
 
+/// Loom models only (`SlabDomain::abandon_current_heap`): the calling thread drops its heap
+/// (null if it had none) and gets a fresh one on its next slow path. The caller flushes it.
+#[cfg(loom)]
+pub(crate) fn forget_current_heap() -> *mut Heap {
+    let h = crate::tls::get();
+    crate::tls::set(ptr::null_mut());
+    h
+}
+
 /// Heaps in use by live threads.
 pub fn heaps_in_use() -> usize {
     #[cfg(not(loom))]
@@ -1269,7 +1278,15 @@ pub(crate) unsafe fn release_owned(cache: &CacheInner, s: &Slab) {
         // SAFETY: s is on the owned list of this part; we hold the lock.
         unsafe {
             lists.take(sp);
-            s.owner.store(0, Ordering::Release);
+            #[cfg(loom)]
+            let keep = cache
+                .domain()
+                .heap_mutated(crate::domain::HeapMutation::ReleaseKeepsOwner);
+            #[cfg(not(loom))]
+            let keep = false;
+            if !keep {
+                s.owner.store(0, Ordering::Release);
+            }
             s.tc.store(0, Ordering::Relaxed);
             s.collect_remote();
         }
@@ -1337,7 +1354,13 @@ pub(crate) fn revoke(cache: &CacheInner, tc: &ThreadCache) {
     let _g = lock(&heap.lock);
     heap.revoked.store(true, Ordering::SeqCst);
     heavy_barrier();
-    while heap.busy.load(Ordering::Acquire) {
+    #[cfg(loom)]
+    let skip = cache
+        .domain()
+        .heap_mutated(crate::domain::HeapMutation::RevokeSkipsBusyWait);
+    #[cfg(not(loom))]
+    let skip = false;
+    while !skip && heap.busy.load(Ordering::Acquire) {
         spin_wait();
     }
     // SAFETY: the owner is outside its fast path, blocked out of its slow path by the lock, and
@@ -1345,7 +1368,6 @@ pub(crate) fn revoke(cache: &CacheInner, tc: &ThreadCache) {
     unsafe { tc.release_all(cache) };
 }
 
-#[cfg_attr(loom, allow(dead_code))]
 /// Thread exit: gives back `heap`'s slabs of `cache` (the thread cache stays, for the next thread
 /// that takes the heap).
 pub(crate) fn flush_heap(cache: &CacheInner, heap: &Heap) {

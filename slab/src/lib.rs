@@ -121,6 +121,9 @@ pub use cache::{
     MAX_OBJECT_SIZE,
 };
 pub use debug::{DebugFlags, POISON_END, POISON_FREE, QUARANTINE_SLOTS, RED_ACTIVE, RED_INACTIVE};
+#[cfg(loom)]
+#[doc(hidden)]
+pub use domain::HeapMutation;
 pub use domain::{DomainConfig, InvariantReport, LockingMode, SlabDomain, Violations};
 #[cfg(not(loom))]
 pub use fork::{fork_stats, install_fork_handlers, ForkStats};

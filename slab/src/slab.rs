@@ -12,6 +12,8 @@ use crossbeam_utils::CachePadded;
 use hotslab_numa::NodeId;
 
 use crate::cache::CacheInner;
+#[cfg(loom)]
+use crate::domain::HeapMutation;
 use crate::node::NodePart;
 use crate::sync::{AtomicUsize, Ordering};
 
@@ -464,7 +466,11 @@ impl Slab {
                     // change and remote load of a drainer (set_parts, then collect_remote):
                     // either we see Draining, or the drainer sees our object (Dekker).
                     crate::sync::loom_sc_fence();
-                    if p.state_seqcst() == crate::node::PartState::Draining {
+                    #[cfg(loom)]
+                    let ignore = mutated(cache, HeapMutation::RemoteFreeIgnoresDraining);
+                    #[cfg(not(loom))]
+                    let ignore = false;
+                    if !ignore && p.state_seqcst() == crate::node::PartState::Draining {
                         // No slow path will visit a draining part again: settle it now so its
                         // empty slabs go back and the part retires once it has none.
                         // SAFETY: as above.
@@ -498,6 +504,15 @@ impl Slab {
         if self.xthread.load(Ordering::SeqCst) == 0 {
             return 0;
         }
+        #[cfg(loom)]
+        let word = if mutated(self.cache, HeapMutation::CollectRemoteLoadStore) {
+            let w = self.xthread.load(Ordering::Acquire);
+            self.xthread.store(0, Ordering::Relaxed);
+            w
+        } else {
+            self.xthread.swap(0, Ordering::Acquire)
+        };
+        #[cfg(not(loom))]
         let word = self.xthread.swap(0, Ordering::Acquire);
         let chain = (word & REMOTE_PTR_MASK) as *mut u8;
         let count = remote_count(word);
@@ -528,6 +543,13 @@ impl Slab {
     pub fn has_remote(&self) -> bool {
         self.xthread.load(Ordering::Relaxed) != 0
     }
+}
+
+/// Whether heap-protocol mutation `m` is on in the domain of `cache` (loom models only).
+#[cfg(loom)]
+fn mutated(cache: *const CacheInner, m: HeapMutation) -> bool {
+    // SAFETY: a slab's non-null cache pointer names cache metadata, which outlives the slab.
+    !cache.is_null() && unsafe { (*cache).domain() }.heap_mutated(m)
 }
 
 /// The page-map value of a slab descriptor.
