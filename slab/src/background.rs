@@ -70,6 +70,7 @@ pub(crate) fn disable() {
 }
 
 /// In a fork child: the parent's thread does not exist here.
+#[cfg_attr(loom, allow(dead_code))] // fork.rs is not built under loom
 pub(crate) fn after_fork_child() {
     if STATE.load(Ordering::Relaxed) != OFF {
         STATE.store(IDLE, Ordering::Relaxed);
@@ -131,7 +132,8 @@ fn start() {
         let mut old: libc::sigset_t = core::mem::zeroed();
         libc::sigfillset(&mut all);
         libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
-        let mut tid: libc::pthread_t = 0;
+        // SAFETY (zeroed): pthread_t is an integer or a pointer depending on the C library.
+        let mut tid: libc::pthread_t = core::mem::zeroed();
         ok = ok && libc::pthread_create(&mut tid, &attr, run, core::ptr::null_mut()) == 0;
         libc::pthread_sigmask(libc::SIG_SETMASK, &old, core::ptr::null_mut());
         libc::pthread_attr_destroy(&mut attr);
@@ -141,8 +143,9 @@ fn start() {
 }
 
 extern "C" fn run(_: *mut libc::c_void) -> *mut libc::c_void {
-    // SAFETY: a static NUL-terminated name for this thread (visible in /proc and top).
-    unsafe { libc::pthread_setname_np(libc::pthread_self(), c"hotslab-purge".as_ptr()) };
+    // SAFETY: PR_SET_NAME reads a NUL-terminated name of at most 16 bytes (this thread's name
+    // in /proc and top); works with glibc and musl alike.
+    unsafe { libc::prctl(libc::PR_SET_NAME, c"hotslab-purge".as_ptr()) };
     let mut deep_due = false;
     loop {
         let Some(d) = crate::global::default_domain() else {
@@ -227,10 +230,11 @@ fn sleep_on_bell(ms: u64) {
 
 /// FUTEX_WAIT on the bell word expecting `val`, for `ms` milliseconds (`u64::MAX`: no timeout).
 fn futex_wait(val: u32, ms: u64) {
-    let ts = libc::timespec {
-        tv_sec: (ms / 1000).min(i64::MAX as u64) as libc::time_t,
-        tv_nsec: ((ms % 1000) * 1_000_000) as libc::c_long,
-    };
+    // SAFETY: an all-zero timespec is valid; the fields are set below (their types differ
+    // between C libraries, hence the inferred casts).
+    let mut ts: libc::timespec = unsafe { core::mem::zeroed() };
+    ts.tv_sec = (ms / 1000).min(i32::MAX as u64) as _;
+    ts.tv_nsec = ((ms % 1000) * 1_000_000) as _;
     let tp = if ms == u64::MAX {
         core::ptr::null()
     } else {
