@@ -727,11 +727,38 @@ fn main() {
     )?;
     // Packages every publishable member and verifies each against the others' packages in a
     // local registry (needs the crates.io index, so network). --allow-dirty: a local run may
-    // have uncommitted changes; CI's tree is clean anyway.
+    // have uncommitted changes; CI's tree is clean anyway. Cargo keeps the sources it unpacked
+    // from that local registry under $CARGO_HOME/registry/src and reuses them by name and
+    // version, so an earlier run's hotslab-* 0.1.0 would be verified instead of today's: drop
+    // them first.
+    forget_packaged_sources();
     run(
         ctx,
         cargo().args(["publish", "--dry-run", "--workspace", "--allow-dirty"]),
     )
+}
+
+/// Removes `$CARGO_HOME/registry/src/*/hotslab-*` (unpacked by earlier `publish --dry-run`s).
+fn forget_packaged_sources() {
+    let home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")));
+    let Some(src) = home.map(|h| h.join("registry/src")) else {
+        return;
+    };
+    let Ok(regs) = std::fs::read_dir(&src) else {
+        return;
+    };
+    for reg in regs.flatten() {
+        let Ok(crates) = std::fs::read_dir(reg.path()) else {
+            continue;
+        };
+        for c in crates.flatten() {
+            if c.file_name().to_string_lossy().starts_with("hotslab-") {
+                let _ = std::fs::remove_dir_all(c.path());
+            }
+        }
+    }
 }
 
 /// `fresh-user sum=4999950000 words=3890 served=N` with N above the allocations it made.
