@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{have, hotslab_so, scratch};
+use common::{compile_c, hotslab_so};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -14,36 +14,18 @@ use std::process::Command;
 const SIGABRT: i32 = 6;
 
 fn program() -> Option<PathBuf> {
-    if !have("/usr/bin/cc") {
-        assert!(std::env::var_os("CI").is_none(), "cc is missing under CI");
-        return None;
-    }
-    static EXE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    Some(
-        EXE.get_or_init(|| {
-            let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/programs/misuse.c");
-            let out = scratch("misuse").join("misuse");
-            let cc = Command::new("cc")
-                .args([
-                    "-O0",
-                    "-pthread",
-                    "-Wno-free-nonheap-object",
-                    "-Wno-use-after-free",
-                ])
-                .arg("-o")
-                .arg(&out)
-                .arg(&src)
-                .output()
-                .expect("run cc");
-            assert!(
-                cc.status.success(),
-                "{}",
-                String::from_utf8_lossy(&cc.stderr)
-            );
-            out
-        })
-        .clone(),
-    )
+    static EXE: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+    EXE.get_or_init(|| {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/programs/misuse.c");
+        let args = [
+            "-O0",
+            "-pthread",
+            "-Wno-free-nonheap-object",
+            "-Wno-use-after-free",
+        ];
+        compile_c("misuse", &src, &args)
+    })
+    .clone()
 }
 
 fn run(case: &str) -> Option<(std::process::ExitStatus, String, String)> {

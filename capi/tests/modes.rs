@@ -7,37 +7,22 @@
 
 mod common;
 
-use common::{have, hotslab_so, scratch};
+use common::{compile_c, hotslab_so};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn program() -> Option<PathBuf> {
-    if !have("/usr/bin/cc") {
-        assert!(std::env::var_os("CI").is_none(), "cc is missing under CI");
-        return None;
-    }
-    static EXE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    Some(
-        EXE.get_or_init(|| {
-            let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../benches/workloads");
-            let out = scratch("modes").join("test-stress");
-            let cc = Command::new("cc")
-                .args(["-O2", "-pthread", "-I"])
-                .arg(&dir)
-                .arg("-o")
-                .arg(&out)
-                .arg(dir.join("test-stress.c"))
-                .output()
-                .expect("run cc");
-            assert!(
-                cc.status.success(),
-                "{}",
-                String::from_utf8_lossy(&cc.stderr)
-            );
-            out
-        })
-        .clone(),
-    )
+    static EXE: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+    EXE.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../benches/workloads");
+        let inc = dir.to_string_lossy().into_owned();
+        compile_c(
+            "test-stress",
+            &dir.join("test-stress.c"),
+            &["-O2", "-pthread", "-I", &inc],
+        )
+    })
+    .clone()
 }
 
 fn stress(env: &[(&str, &str)]) {

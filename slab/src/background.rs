@@ -185,13 +185,7 @@ extern "C" fn run(_: *mut libc::c_void) -> *mut libc::c_void {
 /// and spare slabs included), as `malloc_trim` does; their empties then age on the part's empty
 /// list and go back with the next sweeps. A busy thread only refills on its next slow path.
 fn reclaim_heaps(d: &crate::SlabDomain) {
-    for c in d.kmalloc.iter() {
-        let c = c.load(Ordering::Acquire);
-        if c.is_null() {
-            continue;
-        }
-        // SAFETY: the default domain's kmalloc caches live for the whole process.
-        let c = unsafe { &*c };
+    for c in d.kmalloc_caches() {
         for tc in c.thread_caches() {
             if tc.owned() > 0 {
                 crate::heap::revoke(c, tc);

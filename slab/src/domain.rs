@@ -802,6 +802,15 @@ impl SlabDomain {
         freed
     }
 
+    /// The domain's kmalloc caches (those created so far).
+    pub(crate) fn kmalloc_caches(&self) -> impl Iterator<Item = &CacheInner> + '_ {
+        self.kmalloc.iter().filter_map(|c| {
+            let c = c.load(Ordering::Acquire);
+            // SAFETY: a domain's kmalloc caches live as long as the domain.
+            (!c.is_null()).then(|| unsafe { &*c })
+        })
+    }
+
     /// A draining part lost its last slab: retire it (forced offline's delayed retirement).
     pub(crate) fn part_drained(&self, _cache: &CacheInner, part: &NodePart) {
         if self.config.mode == LockingMode::SlabNodes {

@@ -16,7 +16,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use hotslab_numa::NodeId;
 
+use crate::cache::CacheInner;
 use crate::domain::SlabDomain;
+use crate::node::NodePart;
 
 /// Bytes of empty slabs all parts of the process keep while they wait for the purge delay
 /// when the background purger runs (it gives them back on time even if the program goes idle):
@@ -87,53 +89,42 @@ impl SlabDomain {
     /// (ms), and notes the parts' next deadlines. Skips if another thread is sweeping.
     #[cold]
     pub(crate) fn sweep_now(&self, now: u64) {
-        if self.sweep.busy.swap(true, Ordering::Acquire) {
-            return;
-        }
         let age = self.config.purge_delay.as_millis() as u64;
-        // Parts that still hold waiting empties note their deadlines again as they are visited.
-        self.sweep.due.store(u64::MAX, Ordering::Relaxed);
-        for c in self.kmalloc.iter() {
-            let c = c.load(Ordering::Acquire);
-            if c.is_null() {
-                continue;
-            }
-            // SAFETY: a domain's kmalloc caches live as long as the domain, and so do their
-            // parts (a retired part is parked, never freed, while its cache lives).
-            let c = unsafe { &*c };
-            for i in 0..c.nr_node_ids {
-                let p = c.part(NodeId::new(i as u16));
-                if !p.is_null() {
-                    // SAFETY: as above.
-                    c.sweep_part(unsafe { &*p }, now, age);
-                }
-            }
-        }
-        self.sweep.busy.store(false, Ordering::Release);
+        self.each_kmalloc_part_exclusive(
+            |c, part| c.sweep_part(part, now, age),
+            || {
+                // Parts that still hold waiting empties note their deadlines again as visited.
+                self.sweep.due.store(u64::MAX, Ordering::Relaxed);
+            },
+        );
     }
-}
 
-impl SlabDomain {
     /// The background purger's deep pass, once a program has gone quiet: gives back every empty
     /// slab of the kmalloc caches' parts idle for `age` ms at `now`, the `min_partial` ones a
     /// part keeps for reuse included.
     #[cold]
     pub(crate) fn sweep_deep(&self, now: u64, age: u64) {
+        self.each_kmalloc_part_exclusive(|c, part| c.purge_part(part, now, age, 0), || {});
+    }
+
+    /// Runs `first`, then `f` on every part of every kmalloc cache, unless another thread is
+    /// sweeping (then nothing).
+    fn each_kmalloc_part_exclusive(
+        &self,
+        mut f: impl FnMut(&CacheInner, &NodePart),
+        first: impl FnOnce(),
+    ) {
         if self.sweep.busy.swap(true, Ordering::Acquire) {
             return;
         }
-        for c in self.kmalloc.iter() {
-            let c = c.load(Ordering::Acquire);
-            if c.is_null() {
-                continue;
-            }
-            // SAFETY: as in `sweep_now`.
-            let c = unsafe { &*c };
+        first();
+        for c in self.kmalloc_caches() {
             for i in 0..c.nr_node_ids {
                 let p = c.part(NodeId::new(i as u16));
                 if !p.is_null() {
-                    // SAFETY: as above.
-                    c.purge_part(unsafe { &*p }, now, age, 0);
+                    // SAFETY: parts live as long as their cache (a retired part is parked,
+                    // never freed, while its cache lives).
+                    f(c, unsafe { &*p });
                 }
             }
         }

@@ -3,8 +3,6 @@
 //! the existing shrink path of the caches and the large tier's span cache. Nothing here
 //! allocates through the global allocator (callers include the C library's malloc surface).
 
-use std::sync::atomic::Ordering;
-
 use crate::cache::CacheStats;
 use crate::global::default_domain;
 use crate::kmalloc::LARGE;
@@ -98,13 +96,8 @@ pub fn for_each_kmalloc_cache(mut f: impl FnMut(&'static str, &CacheStats)) {
     let Some(d) = default_domain() else {
         return;
     };
-    for c in d.kmalloc.iter() {
-        let c = c.load(Ordering::Acquire);
-        if !c.is_null() {
-            // SAFETY: the default domain's kmalloc caches live for the whole process.
-            let c = unsafe { &*c };
-            f(c.name, &c.stats());
-        }
+    for c in d.kmalloc_caches() {
+        f(c.name, &c.stats());
     }
 }
 

@@ -78,6 +78,29 @@ pub fn have(path: &str) -> bool {
     Path::new(path).exists()
 }
 
+/// Compiles the C program `src` with `cc args... -o <scratch>/<name>/<name> src`, or `None`
+/// when there is no C compiler (which CI must have). Panics with cc's messages if it fails.
+pub fn compile_c(name: &str, src: &Path, args: &[&str]) -> Option<PathBuf> {
+    if !have("/usr/bin/cc") {
+        assert!(std::env::var_os("CI").is_none(), "cc is missing under CI");
+        return None;
+    }
+    let out = scratch(name).join(name);
+    let cc = Command::new("cc")
+        .args(args)
+        .arg("-o")
+        .arg(&out)
+        .arg(src)
+        .output()
+        .expect("run cc");
+    assert!(
+        cc.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cc.stderr)
+    );
+    Some(out)
+}
+
 /// Checks a run's output: `Err` says what is wrong.
 pub type Check = Box<dyn Fn(&Output) -> Result<(), String>>;
 
