@@ -215,9 +215,11 @@ pub(crate) fn malloc_impl(size: usize) -> *mut c_void {
     malloc_slow(size)
 }
 
+/// `extern "C"` (so it cannot unwind) lets the exported functions reach it by a tail jump,
+/// without a frame of their own for an unwind guard.
 #[cold]
 #[inline(never)]
-fn malloc_slow(size: usize) -> *mut c_void {
+extern "C" fn malloc_slow(size: usize) -> *mut c_void {
     keep_errno(|| alloc_or_enomem(layout(size, 1), false))
 }
 
@@ -238,9 +240,10 @@ pub unsafe extern "C" fn hs_free(p: *mut c_void) {
 #[inline(always)]
 pub(crate) unsafe fn free_impl(p: *mut c_void) {
     let p = p.cast::<u8>();
-    // SAFETY: p is non-null and ours if hotslab handed it out (caller contract); the fast path
-    // only takes a carved object of a slab the caller's heap owns, without a system call.
-    if p.is_null() || unsafe { A.free_fast(p) } {
+    // SAFETY: p is null or ours if hotslab handed it out (caller contract); the fast path only
+    // takes a carved object of a slab the caller's heap owns, without a system call (null is no
+    // slab's: the page map's range test sends it to the slow path, which returns).
+    if unsafe { A.free_fast(p) } {
         return;
     }
     // SAFETY: forwarded.
@@ -248,11 +251,11 @@ pub(crate) unsafe fn free_impl(p: *mut c_void) {
 }
 
 /// # Safety
-/// As for [`hs_free`], `p` non-null.
+/// As for [`hs_free`]. `extern "C"`: see `malloc_slow`.
 #[cold]
 #[inline(never)]
-unsafe fn free_slow(p: *mut u8) {
-    if early::contains(p) {
+unsafe extern "C" fn free_slow(p: *mut u8) {
+    if p.is_null() || early::contains(p) {
         return; // early blocks are never reused
     }
     // SAFETY: p is ours (caller contract). A pointer hotslab never handed out, an interior

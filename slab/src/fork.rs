@@ -425,10 +425,12 @@ unsafe fn reclaim_orphans(c: &CacheInner, part: &NodePart, lists: &mut PartLists
         let slab = unsafe { &*s };
         let owner = slab.owner.load(Ordering::Acquire) as *const Heap;
         // SAFETY: owner words hold heap addresses; heaps are never freed.
-        let idle = !owner.is_null() && heap::idle_at_fork(unsafe { &*owner });
+        let idle = owner as usize != crate::slab::NO_OWNER
+            && !owner.is_null()
+            && heap::idle_at_fork(unsafe { &*owner });
         // SAFETY: s is on the owned list, which its `list` field names.
         unsafe { lists.take(s) };
-        slab.owner.store(0, Ordering::Release);
+        slab.owner.store(crate::slab::NO_OWNER, Ordering::Release);
         slab.tc.store(0, Ordering::Relaxed);
         slab.queue.set(crate::slab::HeapQueue::None);
         if idle {

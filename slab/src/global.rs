@@ -337,7 +337,7 @@ impl SlabAlloc {
     #[inline(always)]
     pub fn malloc_fast(&self, size: usize) -> *mut u8 {
         if size <= crate::kmalloc::C_SMALL_MAX {
-            crate::heap::kmalloc_fast(crate::kmalloc::c_class(size))
+            crate::heap::kmalloc_fast_word(crate::kmalloc::c_word(size))
         } else {
             ptr::null_mut()
         }
@@ -349,7 +349,7 @@ impl SlabAlloc {
     /// system call that could change `errno`.
     ///
     /// # Safety
-    /// `p` is non-null and, if hotslab handed it out, not used after this call.
+    /// `p` is null (false) or, if hotslab handed it out, not used after this call.
     #[inline(always)]
     pub unsafe fn free_fast(&self, p: *mut u8) -> bool {
         if let crate::kmalloc::Owner::Slab(s) = crate::kmalloc::owner_of(p) {

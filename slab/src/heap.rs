@@ -78,6 +78,9 @@ pub(crate) struct Heap {
     /// Default-domain kmalloc class → the slab to pop from (`EMPTY` when none). Owner-written;
     /// revokers write it only under `lock` after `busy` was seen false.
     pub direct: [Cell<*mut Slab>; NDIRECT],
+    /// The same slabs indexed by a C `malloc` size's word (`kmalloc::c_word`): the C fast path
+    /// skips the size-to-class table. Written only together with `direct` (`set_direct`).
+    pub cdirect: [Cell<*mut Slab>; crate::kmalloc::C_WORDS],
     /// Index into every cache's thread-cache table.
     pub id: usize,
     /// Serialises the owner's slow path against revokers.
@@ -120,11 +123,22 @@ impl Heap {
             revoked: AtomicBool::new(exited),
             exited,
             direct: core::array::from_fn(|_| Cell::new(empty_slab())),
+            cdirect: core::array::from_fn(|_| Cell::new(empty_slab())),
             id,
             lock: Mutex::new(()),
             depth: Cell::new(0),
             next_free: Cell::new(ptr::null_mut()),
             next_all: Cell::new(ptr::null_mut()),
+        }
+    }
+
+    /// Sets direct entry `d` (a kmalloc class) and the C table's words of that class.
+    #[inline]
+    fn set_direct(&self, d: usize, v: *mut Slab) {
+        self.direct[d].set(v);
+        let (first, n) = crate::kmalloc::C_RANGE[d];
+        for e in &self.cdirect[first as usize..first as usize + n as usize] {
+            e.set(v);
         }
     }
 
@@ -288,7 +302,7 @@ impl ThreadCache {
             self.cur.set(s);
         } else {
             let v = if s.is_null() { empty_slab() } else { s };
-            self.heap().direct[self.direct as usize].set(v);
+            self.heap().set_direct(self.direct as usize, v);
         }
     }
 
@@ -824,8 +838,8 @@ pub(crate) unsafe fn reset_after_fork(h: &Heap) {
     h.busy.store(false, Ordering::Relaxed);
     h.revoked.store(false, Ordering::Relaxed);
     h.depth.set(0);
-    for d in &h.direct {
-        d.set(empty_slab());
+    for d in 0..NDIRECT {
+        h.set_direct(d, empty_slab());
     }
 }
 
@@ -871,6 +885,28 @@ pub(crate) fn kmalloc_fast(cls: usize) -> *mut u8 {
             // SAFETY: cls < NDIRECT (the caller's class); the entry is our slab or EMPTY_SLAB,
             // and we are not revoked: we own it (module docs).
             let obj = unsafe { (*heap.direct.get_unchecked(cls).get()).pop() };
+            heap.busy.store(false, Ordering::Release);
+            return obj;
+        }
+        heap.busy.store(false, Ordering::Release);
+    }
+    ptr::null_mut()
+}
+
+/// The C `malloc` fast path: as [`kmalloc_fast`], by the size's word (`kmalloc::c_word`, which
+/// must be below `kmalloc::C_WORDS`) instead of its class.
+#[inline(always)]
+pub(crate) fn kmalloc_fast_word(word: usize) -> *mut u8 {
+    let h = crate::tls::get();
+    if !h.is_null() {
+        // SAFETY: heaps are never freed.
+        let heap = unsafe { &*h };
+        heap.busy.store(true, Ordering::Relaxed);
+        light_barrier();
+        if !heap.revoked.load(Ordering::Relaxed) {
+            // SAFETY: word < C_WORDS (the caller's contract); the entry is our slab or
+            // EMPTY_SLAB, and we are not revoked: we own it (module docs).
+            let obj = unsafe { (*heap.cdirect.get_unchecked(word).get()).pop() };
             heap.busy.store(false, Ordering::Release);
             return obj;
         }
@@ -939,7 +975,7 @@ pub(crate) unsafe fn free_local(s: &Slab, obj: *mut u8) -> bool {
     let h = crate::tls::get();
     // The owner word may be read before the busy section: a revoker that takes the slab after
     // this load sets `revoked` first, which the check below sees (module docs).
-    if s.owner.load(Ordering::Relaxed) != h as usize || h.is_null() {
+    if s.owner.load(Ordering::Relaxed) != h as usize {
         return false;
     }
     // SAFETY: heaps are never freed.
@@ -1285,7 +1321,7 @@ pub(crate) unsafe fn release_owned(cache: &CacheInner, s: &Slab) {
             #[cfg(not(loom))]
             let keep = false;
             if !keep {
-                s.owner.store(0, Ordering::Release);
+                s.owner.store(crate::slab::NO_OWNER, Ordering::Release);
             }
             s.tc.store(0, Ordering::Relaxed);
             s.collect_remote();

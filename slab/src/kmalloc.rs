@@ -164,8 +164,35 @@ static C_CLASS: [u8; SMALL_MAX / 8 + 1] = {
     t
 };
 
-/// The class of a C `malloc(size)`, `size <= C_SMALL_MAX`.
+/// Entries of the C fast path's word-indexed table ([`c_word`] of every size up to
+/// [`C_SMALL_MAX`]).
+pub(crate) const C_WORDS: usize = SMALL_MAX / 8 + 1;
+
+/// The index of a C `malloc(size)` in a heap's word-indexed table, `size <= C_SMALL_MAX`.
 #[inline(always)]
+pub(crate) const fn c_word(size: usize) -> usize {
+    (size + 7) >> 3
+}
+
+/// For every class, the words `w` with `C_CLASS[w] == class` as (first, count): a contiguous run
+/// (the table is non-decreasing), empty for classes the C path skips.
+pub(crate) static C_RANGE: [(u8, u8); NCLASSES] = {
+    let mut r = [(0u8, 0u8); NCLASSES];
+    let mut w = 0;
+    while w < C_WORDS {
+        let c = C_CLASS[w] as usize;
+        if r[c].1 == 0 {
+            r[c].0 = w as u8;
+        }
+        r[c].1 += 1;
+        w += 1;
+    }
+    r
+};
+
+/// The class of a C `malloc(size)`, `size <= C_SMALL_MAX` (the fast path indexes a heap's word table
+/// directly; the tests check the two agree).
+#[cfg(test)]
 pub(crate) fn c_class(size: usize) -> usize {
     C_CLASS[(size + 7) >> 3] as usize
 }
@@ -495,6 +522,27 @@ mod tests {
             }
         }
         assert_eq!(class_for(10, 1 << 18), None);
+    }
+
+    #[test]
+    fn c_word_ranges_cover_each_word_once() {
+        let mut seen = [0u32; C_WORDS];
+        for (c, &(first, n)) in C_RANGE.iter().enumerate() {
+            let (first, n) = (first as usize, n as usize);
+            for (w, seen) in seen.iter_mut().enumerate().skip(first).take(n) {
+                assert_eq!(c_class(w * 8), c, "word {w}");
+                *seen += 1;
+            }
+        }
+        assert!(seen.iter().all(|&n| n == 1), "{seen:?}");
+        for size in 0..=C_SMALL_MAX {
+            let (first, n) = C_RANGE[c_class(size)];
+            let w = c_word(size);
+            assert!(
+                w >= first as usize && w < first as usize + n as usize,
+                "size {size}"
+            );
+        }
     }
 
     #[test]

@@ -31,7 +31,7 @@
 //! ## Ownership (the heap protocol, see `heap.rs`)
 //!
 //! Every thread has one heap behind one initial-exec TLS word. A slab is either *resting* in
-//! its node part (owner 0, on the part's partial/full/empty list, touched under the part's list
+//! its node part (owner `NO_OWNER`, on the part's partial/full/empty list, touched under the part's list
 //! lock) or *owned* by one heap (on the part's `owned` list; its `free` and `local_free` lists
 //! touched only by that heap's thread, or by a revoker after the heap's busy handshake). Frees by
 //! the owner are plain pushes onto `local_free`; frees by anyone else are one CAS onto the slab's

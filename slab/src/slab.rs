@@ -20,6 +20,11 @@ use crate::sync::{AtomicUsize, Ordering};
 /// Fixed-point shift of `Slab::recip`.
 const RECIP_SHIFT: u32 = 40;
 
+/// The `owner` word of a slab no heap owns (resting in its part, or never owned). Not 0, so that
+/// a thread without a heap (a null heap pointer) never matches it and the free fast path needs
+/// no separate null check; heaps are 8-byte aligned, so no heap address is 1.
+pub(crate) const NO_OWNER: usize = 1;
+
 /// Bits of a remote-list word that hold the pointer (user-space addresses fit in 47 bits).
 const REMOTE_PTR_BITS: u32 = 48;
 const REMOTE_PTR_MASK: usize = (1 << REMOTE_PTR_BITS) - 1;
@@ -122,7 +127,7 @@ pub(crate) struct Slab {
     pub free: Cell<*mut u8>,
     /// The owner's frees (plain pushes); swapped into `free` when that runs dry.
     pub local_free: Cell<*mut u8>,
-    /// Address of the owning `Heap`, or 0 while the slab rests in its part. Written by the
+    /// Address of the owning `Heap`, or [`NO_OWNER`] while the slab rests in its part. Written by the
     /// owner's part-lock sections and by revokers; read by every free.
     pub owner: AtomicUsize,
     /// Objects handed out from this slab (ever).
@@ -197,7 +202,7 @@ impl Slab {
         Slab {
             free: Cell::new(ptr::null_mut()),
             local_free: Cell::new(ptr::null_mut()),
-            owner: AtomicUsize::new(0),
+            owner: AtomicUsize::new(NO_OWNER),
             allocs: OwnerCount64::new(0),
             frees: OwnerCount64::new(0),
             bump: OwnerCount::new(0),
@@ -229,7 +234,7 @@ impl Slab {
         Slab {
             free: Cell::new(ptr::null_mut()),
             local_free: Cell::new(ptr::null_mut()),
-            owner: AtomicUsize::new(0),
+            owner: AtomicUsize::new(NO_OWNER),
             allocs: OwnerCount64::new(0),
             frees: OwnerCount64::new(0),
             bump: OwnerCount::new(0),
@@ -317,8 +322,14 @@ impl Slab {
     /// so freeing it is a bug).
     #[inline(always)]
     pub fn is_carved_object(&self, p: *mut u8) -> bool {
-        self.slot_index(p)
-            .is_some_and(|i| i < self.bump.get() as u64)
+        // Both tests in one compare (see `slot_index` for `t`): clear the rounding bits below
+        // 2^20, rotate the index (bits 40..) down to the bottom; the fraction bits 20..40, zero
+        // exactly for a slot start, land at bits 44.. . So the rotated word is below the carve
+        // mark iff `p` is a slot start and its index is below the mark.
+        let off = (p as usize).wrapping_sub(self.base as usize) as u64;
+        debug_assert!(off < 1 << 20, "a slab spans at most 1 MiB");
+        let t = off.wrapping_mul(self.recip) & !((1u64 << 20) - 1);
+        t.rotate_right(RECIP_SHIFT) < self.bump.get() as u64
     }
 
     /// The index of the slot starting at `p`, or `None` if `p` is not a slot start of this span.
@@ -436,7 +447,7 @@ impl Slab {
         let part = self.part;
         let cache = self.cache;
         let half = self.capacity / 2;
-        let resting = self.owner.load(Ordering::Relaxed) == 0;
+        let resting = self.owner.load(Ordering::Relaxed) == NO_OWNER;
         // Objects in use besides the pending remote frees (stable while the slab rests).
         let used = self.allocs.get().wrapping_sub(self.frees.get());
         // Before the CAS: afterwards the owner may already have handed the object out again.
@@ -643,6 +654,16 @@ mod tests {
                         want,
                         "stride {stride} offset {o}"
                     );
+                    // The folded check of the free fast path, at a few carve marks.
+                    for bump in [0, 1, g.capacity / 2, g.capacity] {
+                        s.bump.set(bump);
+                        let carved = o % stride == 0 && o / stride < bump as usize;
+                        assert_eq!(
+                            s.is_carved_object(o as *mut u8),
+                            carved,
+                            "stride {stride} offset {o} bump {bump}"
+                        );
+                    }
                 }
                 off += stride;
             }

@@ -36,7 +36,10 @@ const LEAF_ALIGN: usize = 4096;
 
 type Leaf = AtomicUsize;
 
-static TOP: [AtomicPtr<Leaf>; TOP_LEN] = [const { AtomicPtr::new(ptr::null_mut()) }; TOP_LEN];
+/// One entry more than the covered range needs: `get` lets the single address `1 << ADDR_BITS`
+/// through its one-compare range test, and it must find a (never installed) null entry there.
+static TOP: [AtomicPtr<Leaf>; TOP_LEN + 1] =
+    [const { AtomicPtr::new(ptr::null_mut()) }; TOP_LEN + 1];
 static LEAVES: AtomicUsize = AtomicUsize::new(0);
 
 /// Splits an address into (top index, leaf index); `None` above the covered range.
@@ -64,11 +67,14 @@ fn split(addr: usize) -> Option<(usize, usize)> {
 /// ```
 #[inline]
 pub fn get(addr: usize) -> usize {
-    let unit = addr >> UNIT_SHIFT;
-    // Out of the covered range: `get` fails the bounds check and we answer 0 (no panic path).
-    let Some(slot) = TOP.get(unit >> LEAF_BITS) else {
+    // Null and everything above the covered range in one test: 0 wraps to `usize::MAX`. It lets
+    // `1 << ADDR_BITS` itself through, whose top index is the extra, never installed entry.
+    if addr.wrapping_sub(1) >> ADDR_BITS != 0 {
         return 0;
-    };
+    }
+    let unit = addr >> UNIT_SHIFT;
+    // SAFETY: addr <= 1 << ADDR_BITS, so the top index is at most TOP_LEN, the last entry.
+    let slot = unsafe { TOP.get_unchecked(unit >> LEAF_BITS) };
     // Acquire pairs with the Release of the installing CAS: the leaf's (zeroed) contents are visible.
     let leaf = slot.load(Ordering::Acquire);
     if leaf.is_null() {
@@ -84,7 +90,7 @@ pub fn get(addr: usize) -> usize {
 
 /// Returns the leaf for `top`, mapping and installing it if needed. Null if the OS refused memory.
 fn leaf_or_install(top: usize) -> *mut Leaf {
-    let Some(slot) = TOP.get(top) else {
+    let Some(slot) = TOP[..TOP_LEN].get(top) else {
         return ptr::null_mut();
     };
     let cur = slot.load(Ordering::Acquire);
@@ -123,7 +129,7 @@ fn unit_range(addr: usize, units: usize) -> Option<(usize, usize)> {
 #[inline]
 fn entry(unit: usize) -> Option<&'static AtomicUsize> {
     let top = unit >> LEAF_BITS;
-    let leaf = TOP.get(top)?.load(Ordering::Acquire);
+    let leaf = TOP[..TOP_LEN].get(top)?.load(Ordering::Acquire);
     if leaf.is_null() {
         return None;
     }
@@ -227,6 +233,8 @@ mod tests {
         assert_eq!(get(top_unit), 0x7770);
         assert_eq!(get((1 << ADDR_BITS) - 1), 0x7770);
         assert_eq!(get(1 << ADDR_BITS), 0);
+        assert_eq!(get((1 << ADDR_BITS) + UNIT), 0);
+        assert_eq!(get(0), 0);
         // Ranges reaching past the covered space are refused whole.
         assert!(!set(top_unit, 2, 0x8880));
         assert_eq!(get(top_unit), 0x7770);
