@@ -611,8 +611,8 @@ impl CacheInner {
             let span = (sr.units as usize) << crate::mem::UNIT_SHIFT;
             let now = if delay > 0 { mem::now_ms() } else { 0 };
             let held = crate::node::EMPTY_BYTES.load(Ordering::Relaxed) + span;
-            let in_budget =
-                held <= crate::sweep::delayed_budget() || lists.empty.len < self.min_partial;
+            let in_budget = crate::sweep::within_delayed_budget(self.domain(), held)
+                || lists.empty.len < self.min_partial;
             if delay > 0
                 && part.accepts_new_slabs()
                 && lists.empty.len < self.max_empty()

@@ -6,7 +6,7 @@
 //! The sweep runs from slow paths (`CacheInner::maybe_purge`, never the allocation fast path)
 //! once the earliest noted deadline has passed, and from the default domain's background purger
 //! (background.rs), which lets the delayed empties have a larger budget
-//! ([`delayed_budget`]): a program that goes idle still gets them back after the delay.
+//! ([`within_delayed_budget`]): a program that goes idle still gets them back after the delay.
 //!
 //! Locks: the sweep takes one part's list lock at a time (through `purge_part`), with no other
 //! part lock held; a heap lock may be held by the caller (heap -> part is the lock order). Only
@@ -20,20 +20,27 @@ use crate::cache::CacheInner;
 use crate::domain::SlabDomain;
 use crate::node::NodePart;
 
-/// Bytes of empty slabs all parts of the process keep while they wait for the purge delay
-/// when the background purger runs (it gives them back on time even if the program goes idle):
-/// [`BACKGROUND_BUDGET`]; otherwise [`DELAYED_EMPTY_BUDGET`](crate::cache::DELAYED_EMPTY_BUDGET),
-/// small enough that an idle program holds little.
+/// Whether the process may keep `held` bytes of empty slabs (across all parts) waiting for the
+/// purge delay. Without the background purger: [`DELAYED_EMPTY_BUDGET`](crate::cache::DELAYED_EMPTY_BUDGET),
+/// small enough that a program going idle holds little. With it (empties come back on time even
+/// if the program goes idle) the budget grows with the memory `domain` has in use: half of it,
+/// at most [`BACKGROUND_BUDGET`] — a churning program reuses its empties, a small one does not
+/// hold many times its live memory.
 #[inline]
-pub(crate) fn delayed_budget() -> usize {
-    if crate::background::running() {
-        BACKGROUND_BUDGET
-    } else {
-        crate::cache::DELAYED_EMPTY_BUDGET
+pub(crate) fn within_delayed_budget(domain: &SlabDomain, held: usize) -> bool {
+    let small = crate::cache::DELAYED_EMPTY_BUDGET;
+    if held <= small {
+        return true;
     }
+    if !crate::background::running() {
+        return false;
+    }
+    let empty = crate::node::EMPTY_BYTES.load(Ordering::Relaxed);
+    let in_use = domain.committed_bytes().saturating_sub(empty);
+    held <= (in_use / 2).clamp(small, BACKGROUND_BUDGET)
 }
 
-/// The delayed-empty budget while the background purger runs.
+/// The most the delayed-empty budget grows to while the background purger runs.
 pub const BACKGROUND_BUDGET: usize = 256 << 20;
 
 /// A domain's sweep state.
