@@ -989,8 +989,9 @@ pub(crate) unsafe fn free_local(s: &Slab, obj: *mut u8) -> bool {
     // SAFETY: s is owned by our heap and we are not revoked: its private lists are ours.
     let r = unsafe { s.push_local(obj) };
     if r != AfterFree::Done {
-        // SAFETY: still inside the busy section, as the owner.
-        unsafe { after_local_free(s, r) };
+        // SAFETY: still inside the busy section, as the owner; it ends the section.
+        unsafe { after_local_free(s, r, heap, obj) };
+        return true;
     }
     heap.busy.store(false, Ordering::Release);
     true
@@ -1014,10 +1015,26 @@ unsafe fn free_remote(s: &Slab, obj: *mut u8) {
 /// A local free made a full slab usable again, or emptied a slab that is not the current one.
 ///
 /// # Safety
-/// The caller is the owner, inside a busy section (so no revoker touches the thread cache).
+/// The caller is the owner, inside a busy section of `heap` (so no revoker touches the thread
+/// cache), which this function ends. `extern "C"` (it cannot unwind) and ending the section
+/// itself let the free fast path reach it by a tail jump, keeping no register across it.
 #[cold]
 #[inline(never)]
-unsafe fn after_local_free(s: &Slab, r: AfterFree) {
+unsafe extern "C" fn after_local_free(s: &Slab, r: AfterFree, heap: &Heap, obj: *mut u8) {
+    if r == AfterFree::DoubleFree {
+        crate::debug::double_free(s, obj);
+    }
+    // SAFETY: forwarded from the caller.
+    unsafe { after_local_free_inner(s, r) };
+    heap.busy.store(false, Ordering::Release);
+}
+
+/// The body of [`after_local_free`].
+///
+/// # Safety
+/// As for [`after_local_free`].
+#[inline(always)]
+unsafe fn after_local_free_inner(s: &Slab, r: AfterFree) {
     // SAFETY: owned slabs name their (live) thread cache.
     let tc = unsafe { &*(s.tc.load(Ordering::Relaxed) as *const ThreadCache) };
     let sp = s as *const Slab as *mut Slab;

@@ -177,6 +177,7 @@ unsafe impl Sync for Slab {}
 
 /// What a local free found out about its slab (the caller acts on it off the hot path).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[repr(u8)]
 pub(crate) enum AfterFree {
     /// Nothing to do.
     Done,
@@ -184,6 +185,9 @@ pub(crate) enum AfterFree {
     Unfull,
     /// Every object of the slab is free now.
     Empty,
+    /// The object heads one of the slab's private free lists: a double free, not pushed. The
+    /// caller must report it (`debug::double_free`), which aborts.
+    DoubleFree,
 }
 
 impl Slab {
@@ -395,8 +399,8 @@ impl Slab {
     }
 
     /// Owner only: pushes a freed object onto the local free list. Reports what the caller must
-    /// do about the slab's queue; aborts on the cheap double-free cases (the object is the head
-    /// of either private list).
+    /// do about the slab's queue, or [`AfterFree::DoubleFree`] (pushing nothing) on the cheap
+    /// double-free cases (the object is the head of either private list).
     ///
     /// # Safety
     /// The caller owns the slab and `obj` is an allocated object of it, now freed.
@@ -404,7 +408,8 @@ impl Slab {
     pub unsafe fn push_local(&self, obj: *mut u8) -> AfterFree {
         let head = self.local_free.get();
         if obj == head || obj == self.free.get() {
-            crate::debug::double_free(self, obj);
+            // Nothing is pushed; the caller reports it (off the fast path's frame).
+            return AfterFree::DoubleFree;
         }
         // SAFETY: obj is ours and free now.
         unsafe { self.set_fp(obj, head) };
