@@ -391,6 +391,11 @@ impl ThreadCache {
 fn direct_index(cache: &CacheInner) -> Option<usize> {
     #[cfg(not(loom))]
     {
+        // Only caches whose free pointer is the first word: the fast paths pop direct entries
+        // with `pop_first_word` (every kmalloc cache qualifies: none has a constructor).
+        if cache.freeptr_off != 0 {
+            return None;
+        }
         crate::global::KMALLOC
             .iter()
             .position(|c| ptr::eq(c.load(std::sync::atomic::Ordering::Acquire), cache))
@@ -883,8 +888,9 @@ pub(crate) fn kmalloc_fast(cls: usize) -> *mut u8 {
         light_barrier();
         if !heap.revoked.load(Ordering::Relaxed) {
             // SAFETY: cls < NDIRECT (the caller's class); the entry is our slab or EMPTY_SLAB,
-            // and we are not revoked: we own it (module docs).
-            let obj = unsafe { (*heap.direct.get_unchecked(cls).get()).pop() };
+            // and we are not revoked: we own it (module docs). Direct entries are kmalloc slabs
+            // (no constructor: the free pointer is the first word) or EMPTY_SLAB.
+            let obj = unsafe { (*heap.direct.get_unchecked(cls).get()).pop_first_word() };
             heap.busy.store(false, Ordering::Release);
             return obj;
         }
@@ -905,8 +911,9 @@ pub(crate) fn kmalloc_fast_word(word: usize) -> *mut u8 {
         light_barrier();
         if !heap.revoked.load(Ordering::Relaxed) {
             // SAFETY: word < C_WORDS (the caller's contract); the entry is our slab or
-            // EMPTY_SLAB, and we are not revoked: we own it (module docs).
-            let obj = unsafe { (*heap.cdirect.get_unchecked(word).get()).pop() };
+            // EMPTY_SLAB, and we are not revoked: we own it (module docs); as in kmalloc_fast,
+            // the free pointer is the first word.
+            let obj = unsafe { (*heap.cdirect.get_unchecked(word).get()).pop_first_word() };
             heap.busy.store(false, Ordering::Release);
             return obj;
         }

@@ -398,6 +398,26 @@ impl Slab {
         obj
     }
 
+    /// [`Slab::pop`] for a slab whose free pointer is the object's first word (every kmalloc
+    /// cache's: no constructor), saving the offset's load. The stand-in slab of an empty direct
+    /// entry qualifies too (nothing to pop).
+    ///
+    /// # Safety
+    /// As for [`Slab::pop`], and `freeptr_off == 0`.
+    #[inline(always)]
+    pub unsafe fn pop_first_word(&self) -> *mut u8 {
+        debug_assert_eq!(self.freeptr_off, 0);
+        let obj = self.free.get();
+        if !obj.is_null() {
+            crate::asan::unpoison(obj, self.stride as usize);
+            // SAFETY: obj heads our pop list, so it is a free object of this slab, whose first
+            // word is its free pointer (the caller's contract).
+            self.free.set(unsafe { obj.cast::<*mut u8>().read() });
+            self.allocs.add(1);
+        }
+        obj
+    }
+
     /// Owner only: pushes a freed object onto the local free list. Reports what the caller must
     /// do about the slab's queue, or [`AfterFree::DoubleFree`] (pushing nothing) on the cheap
     /// double-free cases (the object is the head of either private list).
