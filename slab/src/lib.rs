@@ -138,9 +138,9 @@ pub use kmalloc::{
     FreeError, KMALLOC_CLASSES, KMALLOC_MAX,
 };
 pub use node::PartState;
-pub use placement::refresh_mempolicy;
 #[doc(hidden)]
 pub use placement::{forget_interleave_weights, set_interleave_weight, set_thread_mempolicy};
+pub use placement::{refresh_mempolicy, thread_placement, ThreadPlacement};
 pub use report::{print_slabinfo, SLABINFO_HEADER};
 pub use stats::SlabInfoRow;
 pub use trim::{for_each_kmalloc_cache, heap_stats, large_object_containing, trim, HeapStats};

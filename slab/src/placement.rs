@@ -35,7 +35,8 @@ static WEIGHTS: [AtomicU8; MAX_TOPOLOGY_NODES] = [const { AtomicU8::new(0) }; MA
 struct State {
     /// [`GENERATION`] when read; 0: not read yet (or stale).
     generation: u32,
-    /// Set by [`set_thread_mempolicy`]: kept until [`refresh_mempolicy`], whatever changes.
+    /// Set by [`set_thread_mempolicy`]: kept until [`refresh_mempolicy`], whatever changes; its
+    /// node ids are the domain's own (virtual nodes of a simulated topology included).
     pinned: bool,
     /// The policy mode (`PolicyMode::raw`).
     mode: u8,
@@ -140,13 +141,41 @@ pub fn refresh_mempolicy() {
     store(read_now());
 }
 
+/// The calling thread's memory policy and cpuset as hotslab uses them for its slabs (read now if
+/// they have not been read yet): what `get_mempolicy` reported when last read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ThreadPlacement {
+    /// The policy mode.
+    pub mode: PolicyMode,
+    /// The policy's nodes within `mems_allowed` (empty for the default and local policies).
+    pub nodes: NodeMask,
+    /// The cpuset's nodes (empty: not known, no filter).
+    pub mems_allowed: NodeMask,
+    /// Whether this is a [`set_thread_mempolicy`] override (node ids of the domain's topology).
+    pub overridden: bool,
+}
+
+/// See [`ThreadPlacement`].
+pub fn thread_placement() -> ThreadPlacement {
+    let st = current();
+    ThreadPlacement {
+        mode: PolicyMode::from_raw(i32::from(st.mode)).unwrap_or(PolicyMode::Default),
+        nodes: mask(st.nodes),
+        mems_allowed: mask(st.allowed),
+        overridden: st.pinned,
+    }
+}
+
 /// Places the calling thread's new slabs as if its memory policy were `policy` within the
-/// cpuset nodes `mems_allowed` (real node ids; `None`: no cpuset filter), until
-/// [`refresh_mempolicy`]: for tests of placement on topologies this machine does not have.
+/// cpuset nodes `mems_allowed` (`None`: no cpuset filter), until [`refresh_mempolicy`]: for
+/// tests of placement on topologies this machine does not have. Unlike a real policy, whose
+/// ids are physical nodes, the ids here are the domain topology's own: on a simulated topology
+/// they name virtual nodes.
 #[doc(hidden)]
 pub fn set_thread_mempolicy(policy: MemPolicy, mems_allowed: Option<NodeMask>) {
     let allowed = mems_allowed.unwrap_or_default();
     let mut st = from_policy(&policy, &allowed);
+    st.generation = 1;
     st.pinned = true;
     store(st);
 }
@@ -178,7 +207,17 @@ pub(crate) fn node_allowed(d: &SlabDomain, nid: NodeId) -> bool {
     }
     let st = current();
     let allowed = mask(st.allowed);
-    allowed.is_empty() || allowed.test(d.topology().real_node(nid))
+    allowed.is_empty() || allowed.test(id_of(d, &st, nid))
+}
+
+/// The id a thread's policy uses for node `v` of `d`: the physical node, or `v` itself for a
+/// [`set_thread_mempolicy`] override.
+fn id_of(d: &SlabDomain, st: &State, v: NodeId) -> NodeId {
+    if st.pinned {
+        v
+    } else {
+        d.topology().real_node(v)
+    }
 }
 
 /// The interleave weight of real node `real` (1 where the kernel has no weights).
@@ -273,7 +312,8 @@ pub(crate) fn alloc_order(d: &SlabDomain, want: Option<NodeId>, out: &mut [NodeI
     }
     let mut st = current();
     let allowed_real = mask(st.allowed);
-    let allowed = |v: NodeId| allowed_real.is_empty() || allowed_real.test(topo.real_node(v));
+    let pinned = st;
+    let allowed = |v: NodeId| allowed_real.is_empty() || allowed_real.test(id_of(d, &pinned, v));
     let local = topo.current_node();
     let mut all = [NodeId::new(0); MAX_TOPOLOGY_NODES];
     let n = topo.fallback_order(want.unwrap_or(local), &mut all);
@@ -288,7 +328,7 @@ pub(crate) fn alloc_order(d: &SlabDomain, want: Option<NodeId>, out: &mut [NodeI
     let mode = PolicyMode::from_raw(i32::from(st.mode)).unwrap_or(PolicyMode::Default);
     // The policy's nodes as the topology's nodes with memory now.
     let real_set = mask(st.nodes);
-    let in_set = |v: NodeId| real_set.test(topo.real_node(v)) && allowed(v);
+    let in_set = |v: NodeId| real_set.test(id_of(d, &pinned, v)) && allowed(v);
     let set_live = all.iter().any(|&v| in_set(v) && d.node_allocatable(v));
     let policy_applies =
         want.is_none() && set_live && !matches!(mode, PolicyMode::Default | PolicyMode::Local);
@@ -354,7 +394,6 @@ fn next_interleave(
     in_set: &dyn Fn(NodeId) -> bool,
     mode: PolicyMode,
 ) -> NodeId {
-    let topo = d.topology();
     let live = |v: NodeId| in_set(v) && d.node_allocatable(v);
     if st.last != u16::MAX && st.left > 0 && live(NodeId::new(st.last)) {
         st.left -= 1;
@@ -377,7 +416,7 @@ fn next_interleave(
         .find(|v| st.last == u16::MAX || v.0 > st.last)
         .unwrap_or(ids[0]);
     let w = match mode {
-        PolicyMode::WeightedInterleave => weight(topo.real_node(pick)),
+        PolicyMode::WeightedInterleave => weight(id_of(d, st, pick)),
         _ => 1,
     };
     st.last = pick.0;
