@@ -200,7 +200,8 @@ fn initial_states(topo: &Topology) -> NodeStateSnapshot {
     let nodes = topo.nodes();
     let online = topo.online_nodes().intersection(&nodes);
     let mut has_memory = topo.memory_nodes().intersection(&nodes);
-    if !topo.is_simulated() {
+    // (Not for a simulated topology or a fake sysfs tree: their nodes are not the kernel's.)
+    if !topo.is_simulated() && crate::knobs::sysfs_root().is_none() {
         if let Ok(allowed) = hotslab_numa::policy::mems_allowed() {
             let usable = has_memory.intersection(&allowed);
             if !usable.is_empty() {
