@@ -433,8 +433,8 @@ mod tests {
     #[test]
     fn a_stale_thread_reads_its_policy_again() {
         std::thread::spawn(|| {
-            let mem = hotslab_numa::sysfs::read_node_mask(hotslab_numa::NodeState::HasMemory)
-                .unwrap();
+            let mem =
+                hotslab_numa::sysfs::read_node_mask(hotslab_numa::NodeState::HasMemory).unwrap();
             let first = NodeMask::single(mem.first().unwrap());
             assert_eq!(thread_placement().mode, PolicyMode::Default);
             set_mempolicy(MPOL_INTERLEAVE, Some(&first)).unwrap();
