@@ -12,6 +12,7 @@
 //! | interleave | the policy's nodes in turn, one slab each |
 //! | weighted interleave | the policy's nodes in turn, `weight` slabs each (`/sys/kernel/mm/mempolicy/weighted_interleave/nodeN`) |
 //!
+//! The weights are read once per process (again after a [`refresh_mempolicy`]).
 //! A node outside `mems_allowed` is never chosen (`mbind` there fails with `EINVAL`). Only a domain
 //! that asked for it ([`SlabDomain::set_task_placement`]; the process-wide default domain does) is
 //! placed this way; the others keep the CPU's node and the distance order. Policy node ids are
@@ -138,6 +139,7 @@ fn current() -> State {
 /// every thread when the follower sees the process's cpuset change; slabs already handed out
 /// stay where they are. Also ends a [`set_thread_mempolicy`] override.
 pub fn refresh_mempolicy() {
+    forget_interleave_weights();
     store(read_now());
 }
 
@@ -283,8 +285,8 @@ fn read_weight(real: NodeId) -> Option<u8> {
     u8::try_from(w).ok().filter(|&w| w > 0)
 }
 
-/// Forgets the interleave weights read so far (tests; and [`refresh_mempolicy`] callers that
-/// changed them are served from the next read).
+/// Forgets the interleave weights read so far: they are read again from sysfs when next needed
+/// ([`refresh_mempolicy`] does this, so a thread that changed them sees the new ones).
 #[doc(hidden)]
 pub fn forget_interleave_weights() {
     for w in &WEIGHTS {
