@@ -53,6 +53,10 @@ static STATS_PATH: Bytes<[u8; PATH_MAX]> = Bytes(UnsafeCell::new([0; PATH_MAX]))
 /// topology and its hotplug follower read instead of the real one (never set in normal use).
 static SYSFS_ROOT: Bytes<[u8; PATH_MAX]> = Bytes(UnsafeCell::new([0; PATH_MAX]));
 static SYSFS_ROOT_LEN: AtomicUsize = AtomicUsize::new(0);
+/// Test hook `HOTSLAB_TEST_MEMS_ALLOWED` (with a fake tree): a file in `/proc/self/status`
+/// format whose `Mems_allowed_list:` stands for the process's cpuset.
+static MEMS_FILE: Bytes<[u8; PATH_MAX]> = Bytes(UnsafeCell::new([0; PATH_MAX]));
+static MEMS_FILE_LEN: AtomicUsize = AtomicUsize::new(0);
 /// The real topology a simulated one is laid over (too large for a small thread stack).
 static BASE: Bytes<Topology> = Bytes(UnsafeCell::new(Topology::empty()));
 
@@ -213,6 +217,14 @@ pub(crate) fn read() {
             SYSFS_ROOT_LEN.store(v.len(), Ordering::Release);
         }
     }
+    if let Some(v) = env(b"HOTSLAB_TEST_MEMS_ALLOWED\0") {
+        if v.first() == Some(&b'/') && v.len() < PATH_MAX {
+            // SAFETY: as for SYSFS_ROOT above.
+            let buf = unsafe { &mut *MEMS_FILE.0.get() };
+            buf[..v.len()].copy_from_slice(v);
+            MEMS_FILE_LEN.store(v.len(), Ordering::Release);
+        }
+    }
     if let Some(v) = env(b"HOTSLAB_VERBOSE\0") {
         match v {
             b"" | b"0" => VERBOSE.store(false, Ordering::Relaxed),
@@ -279,6 +291,13 @@ fn sysfs_source() -> SysfsSource<'static> {
         Some(root) => SysfsSource::at(root, None).coverage(Coverage::Possible),
         None => SysfsSource::SYSTEM.coverage(Coverage::Possible),
     }
+}
+
+/// The cpuset file of the `HOTSLAB_TEST_MEMS_ALLOWED` test hook, if set (with a fake tree).
+pub(crate) fn mems_file() -> Option<&'static [u8]> {
+    let n = MEMS_FILE_LEN.load(Ordering::Acquire);
+    // SAFETY: written before its length was published (Release), never changed.
+    (n > 0 && sysfs_root().is_some()).then(|| unsafe { &(&*MEMS_FILE.0.get())[..n] })
 }
 
 /// The fake sysfs node directory of the `HOTSLAB_TEST_SYSFS_ROOT` test hook, if set.

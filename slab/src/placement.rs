@@ -99,7 +99,10 @@ fn mask(w: [u64; 2]) -> NodeMask {
 
 /// Reads the calling thread's policy and cpuset now (two `get_mempolicy` calls).
 fn read_now() -> State {
-    let allowed = if crate::knobs::sysfs_root().is_some() {
+    let allowed = if let Some(file) = crate::knobs::mems_file() {
+        // A fake sysfs tree with a fake cpuset (tests).
+        hotslab_numa::sysfs::read_status_mems_allowed_at(file).unwrap_or_default()
+    } else if crate::knobs::sysfs_root().is_some() {
         // A fake sysfs tree (tests): its nodes are not this host's; no cpuset filter.
         NodeMask::new()
     } else {
