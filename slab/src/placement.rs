@@ -97,8 +97,12 @@ fn mask(w: [u64; 2]) -> NodeMask {
     NodeMask::from_words(all)
 }
 
-/// Reads the calling thread's policy and cpuset now (two `get_mempolicy` calls).
+/// Reads the calling thread's policy and cpuset now (two `get_mempolicy` calls; none under
+/// Miri, which has no such system call: the default policy, no cpuset filter).
 fn read_now() -> State {
+    if cfg!(miri) {
+        return from_policy(&MemPolicy::DEFAULT, &NodeMask::new());
+    }
     let allowed = if let Some(file) = crate::knobs::mems_file() {
         // A fake sysfs tree with a fake cpuset (tests).
         hotslab_numa::sysfs::read_status_mems_allowed_at(file).unwrap_or_default()

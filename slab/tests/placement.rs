@@ -298,7 +298,9 @@ fn preferred_nodes_are_tried_tier_first() {
         let (objs, nodes) = alloc_many(&c, 300);
         assert_eq!(counts(&nodes), BTreeMap::from([(3, 300)]));
         free_all(&c, objs);
-        let c = plain.create_cache(CacheConfig::new("untiered", 256)).unwrap();
+        let c = plain
+            .create_cache(CacheConfig::new("untiered", 256))
+            .unwrap();
         let (objs, nodes) = alloc_many(&c, 300);
         assert_eq!(counts(&nodes), BTreeMap::from([(2, 300)]));
         free_all(&c, objs);
