@@ -17,6 +17,13 @@
 //! | `HOTSLAB_PUBLISH` | `1` (default), `0` | statistics for `hotslab-top` in `/dev/shm/hotslab.<pid>` (`publish.rs`) |
 //! | `HOTSLAB_VERBOSE` | `0` (default), `1` | the configuration chosen (nodes, tiers, mode, every knob) on stderr at start |
 //! | `HOTSLAB_FOLLOW` | `0` or `1` (default 1) | `0`: the default domain does not follow memory hotplug (no `hotslab-follow` thread, see `follow.rs`) |
+//!
+//! Test hooks, never set in normal use: `HOTSLAB_TEST_SYSFS_ROOT` (a fake
+//! `/sys/devices/system/node` for the default domain's topology and follower; no cpuset filter),
+//! `HOTSLAB_TEST_MEMS_ALLOWED` (with it: a `/proc/self/status`-style file standing for the
+//! cpuset), `HOTSLAB_TEST_UEVENT_SOCKET` and `HOTSLAB_TEST_FOLLOW_RESCAN_MS` (read by the
+//! follower thread: recorded uevents from a datagram socket bound there, the re-scan period),
+//! `HOTSLAB_TEST_BUILD_PAUSE` (`global.rs`).
 
 use core::cell::UnsafeCell;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, AtomicUsize, Ordering};
