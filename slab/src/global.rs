@@ -407,7 +407,7 @@ impl SlabAlloc {
             return ptr::null_mut();
         }
         let usable = s.stride as usize;
-        if size <= usable && size * 2 > usable {
+        if size <= usable && size * 2 >= usable {
             return p;
         }
         let q = self.malloc_fast(size);

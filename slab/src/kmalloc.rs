@@ -363,7 +363,7 @@ impl SlabDomain {
         if let (Owner::Slab(s), Some(c)) = (owner_of(p), class_for(new_size, align)) {
             // Same class (or one class down, to avoid ping-pong): keep it in place.
             let usable = crate::debug::usable(s);
-            if usable == class_size(c) || (new_size <= usable && new_size * 2 > usable) {
+            if usable == class_size(c) || (new_size <= usable && new_size * 2 >= usable) {
                 return p;
             }
         }

@@ -118,3 +118,26 @@ fn realloc_grow_shrink_and_large() {
     let z = vec![0u64; 1 << 20];
     assert!(z.iter().all(|&x| x == 0));
 }
+
+#[test]
+fn realloc_keeps_a_block_in_place_down_to_half_its_slot() {
+    use std::alloc::{GlobalAlloc, Layout};
+    // 1 KiB is a class size; halving to exactly 512 stays (at most half the slot is wasted, as
+    // mimalloc's rule), one byte less moves to a smaller class. The contents survive both.
+    let l = Layout::from_size_align(1024, 8).unwrap();
+    // SAFETY: valid layouts; every block is written within its size and freed once.
+    unsafe {
+        let p = A.alloc(l);
+        assert!(!p.is_null());
+        p.write_bytes(0x5a, 1024);
+        let q = A.realloc(p, l, 512);
+        assert_eq!(q, p, "a halving to exactly half the slot stays in place");
+        let r = A.realloc(q, Layout::from_size_align(512, 8).unwrap(), 511);
+        assert_ne!(
+            r, q,
+            "below half the slot the block moves to a smaller class"
+        );
+        assert!((0..511).all(|i| *r.add(i) == 0x5a));
+        A.dealloc(r, Layout::from_size_align(511, 8).unwrap());
+    }
+}
