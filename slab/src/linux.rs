@@ -81,6 +81,20 @@ pub fn follow_hotplug_with(
 /// [`kmalloc`](crate::kmalloc)) follow the kernel. That domain is built at first use from the nodes
 /// online then, so it can follow those nodes losing and regaining memory; nodes that appear later are
 /// reported in [`FollowStatus::unknown`] and not used. Errors if the default domain could not be built.
+///
+/// ```no_run
+/// #[global_allocator]
+/// static A: hotslab::SlabAlloc = hotslab::SlabAlloc::new();
+///
+/// fn main() -> std::io::Result<()> {
+///     // Started once, early in main (never from inside an allocation); stops when dropped.
+///     let follower = hotslab::linux::follow_default_domain(Default::default())?;
+///     // ... the program runs; a node losing its memory has its parts drained ...
+///     let status = follower.status();
+///     println!("memory hotplug uevents seen: {}", status.stats.relevant);
+///     Ok(())
+/// }
+/// ```
 pub fn follow_default_domain(config: FollowConfig) -> io::Result<FollowerHandle> {
     let d: &'static SlabDomain = crate::global::default_domain()
         .ok_or_else(|| io::Error::other("the default slab domain is not available"))?;
