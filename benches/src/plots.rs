@@ -1111,26 +1111,42 @@ pub fn block(src: &Sources, files: &[&str]) -> String {
         s.push('\n');
     }
     let captions = [
-        ("plot-fastpath.svg", "fast path"),
-        ("plot-threads.svg", "threads"),
-        ("plot-memory.svg", "memory"),
-        ("plot-hotplug.svg", "hotplug"),
+        (
+            "plot-fastpath.svg",
+            "fast path: hotslab / peer time of one-thread alloc+free and workloads, instructions per pair",
+        ),
+        (
+            "plot-threads.svg",
+            "threads: hotslab / peer time of cross-thread frees and multi-thread workloads",
+        ),
+        (
+            "plot-memory.svg",
+            "memory: hotslab / peer peak RSS, and RSS left after freeing everything",
+        ),
+        (
+            "plot-hotplug.svg",
+            "hotplug: create+destroy per locking mode, allocation during hotplug, online-mems read side",
+        ),
     ];
     for (f, what) in captions {
         if files.contains(&f) {
-            let _ = writeln!(s, "![{what}: hotslab against its peers]({f})\n");
+            let _ = writeln!(s, "![{what}]({f})\n");
         }
     }
     let _ = writeln!(
         s,
         "One picture per area, drawn from the tables of this file (criterion suite{}), of \
-         `RESULTS-workloads.md` and of `RESULTS-capi.md`; regenerate them with \
+         `RESULTS-workloads.md` (the standard-workload suite, a later run) and of `RESULTS-capi.md` \
+         (`capi-report`); each panel names its source. Regenerate them with \
          `cargo run -p hotslab-benches --release --bin results-plots` (the bench runner does so \
-         after each run).",
+         after each run; the `bench` stage of `cargo xtask test` checks they are up to date).",
         if src.results_date.is_empty() {
             String::new()
         } else {
-            format!(", run of {}", src.results_date)
+            format!(
+                ", run of {}, before the per-thread heap redesign",
+                src.results_date
+            )
         }
     );
     let _ = writeln!(s, "{END}");
