@@ -710,10 +710,7 @@ fn crit_source(src: &Sources, what: &str) -> String {
         if src.results_date.is_empty() {
             String::new()
         } else {
-            format!(
-                ", run of {} (before the per-thread heap redesign)",
-                src.results_date
-            )
+            format!(", run of {}", src.results_date)
         }
     )
 }
@@ -1136,17 +1133,14 @@ pub fn block(src: &Sources, files: &[&str]) -> String {
     let _ = writeln!(
         s,
         "One picture per area, drawn from the tables of this file (criterion suite{}), of \
-         `RESULTS-workloads.md` (the standard-workload suite, a later run) and of `RESULTS-capi.md` \
+         `RESULTS-workloads.md` (the standard-workload suite) and of `RESULTS-capi.md` \
          (`capi-report`); each panel names its source. Regenerate them with \
          `cargo run -p hotslab-benches --release --bin results-plots` (the bench runner does so \
          after each run; the `bench` stage of `cargo xtask test` checks they are up to date).",
         if src.results_date.is_empty() {
             String::new()
         } else {
-            format!(
-                ", run of {}, before the per-thread heap redesign",
-                src.results_date
-            )
+            format!(", run of {}", src.results_date)
         }
     );
     let _ = writeln!(s, "{END}");
