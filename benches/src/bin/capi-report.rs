@@ -118,6 +118,12 @@ fn run(exe: &Path, args: &[&str], a: &Alloc, timeout: Duration, scratch: &Path) 
         .env_remove("HOTSLAB_DEBUG")
         .env_remove("HOTSLAB_SECURE")
         .env_remove("HOTSLAB_BACKGROUND")
+        // Every allocator as shipped: no tuning or checking options from the environment.
+        .env_remove("MALLOC_CONF")
+        .env_remove("MALLOC_CHECK_")
+        .env_remove("MALLOC_PERTURB_")
+        .env_remove("GLIBC_TUNABLES")
+        .env_remove("MIMALLOC_OPTIONS")
         .envs(a.env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::from(std::fs::File::create(&o).expect("stdout file")))
@@ -403,8 +409,8 @@ fn security_md(r: &SecurityResult, command: &str) -> String {
         s,
         "\nThe default mode's checks cost a compare or two per `free`; debug (`HOTSLAB_DEBUG=1`) adds red \
          zones, poisoning and a hardened freelist; secure (`HOTSLAB_SECURE=1`) adds shuffled slots, a FIFO \
-         quarantine and guard pages (its cost: below). Debian's mimalloc and jemalloc are their release \
-         builds (no secure or debug options)."
+         quarantine and guard pages (its cost: below). glibc, Debian's mimalloc and jemalloc run as shipped, \
+         with no option set in the environment (no `GLIBC_TUNABLES`, `MALLOC_CHECK_`, `MALLOC_CONF`)."
     );
     s
 }
