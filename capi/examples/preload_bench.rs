@@ -2,7 +2,8 @@
 //! under glibc's malloc and, by LD_PRELOAD, Debian's mimalloc, jemalloc and tcmalloc and
 //! hotslab: median wall time and peak RSS (the largest process of the run's tree, from
 //! `wait4`), each as a ratio to glibc. Every run's output is checked. Prints a Markdown table;
-//! `--out FILE` also writes it there.
+//! `--out FILE` also writes it there (keeping the sections after the table: the notes and
+//! what `capi-report` writes).
 //!
 //! ```text
 //! cargo run --release -p hotslab-capi --example preload_bench -- --runs 5 --out benches/RESULTS-capi.md
@@ -161,6 +162,13 @@ fn main() {
              output is checked.\n"
         );
         doc.push_str(&table);
+        // Keep what follows the table in the existing file: the notes and the sections that
+        // `capi-report` writes (security, RSS, secure-mode cost).
+        if let Ok(old) = std::fs::read_to_string(&path) {
+            if let Some(k) = old.find("\n## ") {
+                doc.push_str(&old[k..]);
+            }
+        }
         std::fs::write(&path, doc).expect("write results");
         eprintln!("wrote {}", path.display());
     }

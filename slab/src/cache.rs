@@ -873,15 +873,28 @@ impl CacheInner {
 /// A handle to a cache. Cheap to clone; using it after [`KmemCache::destroy`] gives
 /// [`CacheError::Destroyed`], never undefined behaviour.
 ///
+/// The life of a cache — create, alloc, free, shrink, destroy:
+///
 /// ```
-/// use hotslab::{CacheConfig, SlabDomain};
+/// use hotslab::{CacheConfig, CacheError, SlabDomain};
 /// let d = SlabDomain::simulated(1).unwrap();
 /// let c = d.create_cache(CacheConfig::new("inode", 600)).unwrap();
 /// let objs: Vec<_> = (0..100).map(|_| c.alloc().unwrap()).collect();
-/// assert_eq!(c.stats().unwrap().active_objects, 100);
+/// let st = c.stats().unwrap();
+/// assert_eq!((st.active_objects, st.object_size), (100, 600));
+///
+/// // A live object keeps the cache: destroy reports it and changes nothing.
+/// assert!(c.destroy().is_err());
 /// for o in objs { c.free(o).unwrap(); }
+///
+/// // Empty slabs go back to the page source (`kmem_cache_shrink`).
+/// let committed = d.committed_bytes();
+/// c.shrink().unwrap();
+/// assert_eq!(c.stats().unwrap().active_objects, 0);
+/// assert!(d.committed_bytes() <= committed);
+///
 /// c.destroy().unwrap();
-/// assert!(c.alloc().is_err());
+/// assert!(matches!(c.alloc(), Err(CacheError::Destroyed))); // a stale handle is safe
 /// ```
 #[derive(Clone)]
 pub struct KmemCache {

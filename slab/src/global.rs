@@ -282,12 +282,17 @@ pub fn default_domain() -> Option<&'static SlabDomain> {
 
 /// hotslab as the global allocator:
 ///
-/// ```no_run
+/// ```
 /// #[global_allocator]
 /// static A: hotslab::SlabAlloc = hotslab::SlabAlloc::new();
 /// fn main() {
 ///     let v: Vec<u64> = (0..1000).collect();
 ///     assert_eq!(v.iter().sum::<u64>(), 499_500);
+///     // The vector's 8000 bytes are a hotslab object of the default domain.
+///     assert!(hotslab::usable_size(v.as_ptr() as *mut u8).unwrap() >= 8000);
+///     // Threads get their own heaps; an object freed by another thread goes back to its slab.
+///     let s = String::from("from main");
+///     std::thread::spawn(move || drop(s)).join().unwrap();
 /// }
 /// ```
 ///
@@ -309,13 +314,15 @@ impl SlabAlloc {
     /// [`KmemCache::set_debug`](crate::KmemCache::set_debug)): `DebugFlags::NONE` turns it off.
     /// No environment variable is read. False if the default domain could not be built.
     ///
-    /// ```no_run
+    /// ```
     /// #[global_allocator]
     /// static A: hotslab::SlabAlloc = hotslab::SlabAlloc::new();
     /// fn main() {
-    ///     A.set_debug(hotslab::DebugFlags::ALL);
+    ///     assert!(A.set_debug(hotslab::DebugFlags::ALL));
+    ///     assert_eq!(A.debug_flags(), hotslab::DebugFlags::ALL);
     ///     let v = vec![1u8; 40]; // red zones, poison, hardened freelist from here on
     ///     drop(v);
+    ///     A.set_debug(hotslab::DebugFlags::NONE);
     /// }
     /// ```
     pub fn set_debug(&self, flags: crate::DebugFlags) -> bool {

@@ -1,20 +1,20 @@
-//! Environment knobs of the process-wide default domain, read once when it is built and without
-//! allocating (libc `getenv` on the static environment, values parsed by hand): `HOTSLAB_MODE`,
-//! `HOTSLAB_NODES`, `HOTSLAB_STATS`, `HOTSLAB_DEBUG`, `HOTSLAB_PURGE_MS`, `HOTSLAB_PUBLISH`,
-//! `HOTSLAB_VERBOSE`, `HOTSLAB_FOLLOW`. Owns the parsed values, the exit hook that prints the slabinfo table and
-//! the `HOTSLAB_VERBOSE` start line; must not allocate or panic. Domains built by hand ignore
-//! these variables.
+//! Environment knobs of the process-wide default domain (the one behind [`SlabAlloc`],
+//! [`kmalloc`] and `libhotslab.so`): read once, when that domain is built at the first
+//! allocation, without allocating (libc `getenv` on the static environment, values parsed by
+//! hand). A value that does not parse is ignored (the default stays). Domains built by hand
+//! ([`SlabDomain::simulated_with`], [`SlabDomain::new`]) ignore these variables and take a
+//! [`DomainConfig`] instead.
 //!
 //! | variable | values | effect |
 //! |---|---|---|
-//! | `HOTSLAB_MODE` | `onlinemems` (default), `legacy`, `slabnodes` | locking mode of the default domain |
+//! | `HOTSLAB_MODE` | `onlinemems` (default), `legacy`, `slabnodes` | locking mode of the default domain ([`LockingMode`]) |
 //! | `HOTSLAB_NODES` | `1`..=128 | a simulated topology of that many nodes over the real ones |
 //! | `HOTSLAB_STATS` | `1` (stderr), or an absolute file path (appended) | slabinfo table at exit |
-//! | `HOTSLAB_DEBUG` | `1`/`all`, or letters `Z` red zones, `P` poison, `H` hardened freelist, `S` shuffled slots, `Q` quarantine, `G` guard pages | debug mode of the kmalloc caches ([`crate::DebugFlags`]) |
-//! | `HOTSLAB_SECURE` | `0` or `1` (default 0; 1 with the `secure` feature) | the secure mode: every debug check plus shuffled slots, FIFO reuse behind a quarantine, guard pages |
+//! | `HOTSLAB_DEBUG` | `1`/`all`, or letters `Z` red zones, `P` poison, `H` hardened freelist, `S` shuffled slots, `Q` quarantine, `G` guard pages | debug mode of the kmalloc caches ([`DebugFlags`]; in code: [`SlabAlloc::set_debug`]) |
+//! | `HOTSLAB_SECURE` | `0` or `1` (default 0; 1 with the `secure` feature) | the secure mode: every debug check plus shuffled slots, FIFO reuse behind a quarantine, guard pages ([`DebugFlags::SECURE`]) |
 //! | `HOTSLAB_BACKGROUND` | `0` or `1` (default 1) | `0`: no background purger thread (empties then keep a 32 MiB budget and are purged from slow paths only) |
-//! | `HOTSLAB_PURGE_MS` | `0`..=60000 (default 50) | how long empty slabs stay committed before they are given back in a batch (0: at once) |
-//! | `HOTSLAB_PUBLISH` | `1` (default), `0` | statistics for `hotslab-top` in `/dev/shm/hotslab.<pid>` (`publish.rs`) |
+//! | `HOTSLAB_PURGE_MS` | `0`..=60000 (default 50) | how long empty slabs stay committed before they are given back in a batch (0: at once; [`DomainConfig::purge_delay`]) |
+//! | `HOTSLAB_PUBLISH` | `1` (default), `0` | statistics for `hotslab-top` in `/dev/shm/hotslab.<pid>` ([`publish`](crate::publish)) |
 //! | `HOTSLAB_VERBOSE` | `0` (default), `1` | the configuration chosen (nodes, tiers, mode, every knob) on stderr at start |
 //! | `HOTSLAB_FOLLOW` | `0` or `1` (default 1) | `0`: the default domain does not follow memory hotplug (no `hotslab-follow` thread, see `follow.rs`) |
 //!
@@ -24,6 +24,64 @@
 //! cpuset), `HOTSLAB_TEST_UEVENT_SOCKET` and `HOTSLAB_TEST_FOLLOW_RESCAN_MS` (read by the
 //! follower thread: recorded uevents from a datagram socket bound there, the re-scan period),
 //! `HOTSLAB_TEST_BUILD_PAUSE` (`global.rs`).
+//!
+//! The variables must be set before the process's first allocation, so the usual place is the
+//! command line (`HOTSLAB_NODES=4 HOTSLAB_MODE=slabnodes ./prog`). This program starts itself
+//! again with two knobs set and checks, in the child, that the default domain took them:
+//!
+//! ```
+//! use hotslab::LockingMode;
+//! use std::process::Command;
+//!
+//! #[global_allocator]
+//! static A: hotslab::SlabAlloc = hotslab::SlabAlloc::new();
+//!
+//! fn main() {
+//!     let d = hotslab::default_domain().unwrap();
+//!     if std::env::var_os("KNOBS_EXAMPLE_CHILD").is_some() {
+//!         assert_eq!(d.topology().node_count(), 4);
+//!         assert_eq!(d.mode(), LockingMode::SlabNodes);
+//!         return;
+//!     }
+//!     let status = Command::new(std::env::current_exe().unwrap())
+//!         .env("KNOBS_EXAMPLE_CHILD", "1")
+//!         .env("HOTSLAB_NODES", "4")
+//!         .env("HOTSLAB_MODE", "slabnodes")
+//!         .status()
+//!         .unwrap();
+//!     assert!(status.success());
+//! }
+//! ```
+//!
+//! The same settings in code, for a domain of one's own:
+//!
+//! ```
+//! use hotslab::{DomainConfig, LockingMode, SlabDomain};
+//! use std::time::Duration;
+//!
+//! let config = DomainConfig {
+//!     mode: LockingMode::SlabNodes,           // HOTSLAB_MODE=slabnodes
+//!     purge_delay: Duration::from_millis(50), // HOTSLAB_PURGE_MS=50
+//!     ..DomainConfig::default()
+//! };
+//! let d = SlabDomain::simulated_with(4, config).unwrap(); // HOTSLAB_NODES=4
+//! assert_eq!(d.mode(), LockingMode::SlabNodes);
+//! assert_eq!(d.topology().node_count(), 4);
+//! ```
+//!
+//! [`SlabAlloc`]: crate::SlabAlloc
+//! [`SlabAlloc::set_debug`]: crate::SlabAlloc::set_debug
+//! [`kmalloc`]: crate::kmalloc
+//! [`SlabDomain::simulated_with`]: crate::SlabDomain::simulated_with
+//! [`SlabDomain::new`]: crate::SlabDomain::new
+//! [`DomainConfig`]: crate::DomainConfig
+//! [`DomainConfig::purge_delay`]: crate::DomainConfig::purge_delay
+//! [`LockingMode`]: crate::LockingMode
+//! [`DebugFlags`]: crate::DebugFlags
+//! [`DebugFlags::SECURE`]: crate::DebugFlags::SECURE
+
+// Implementation: owns the parsed values, the exit hook that prints the slabinfo table and the
+// `HOTSLAB_VERBOSE` start line; must not allocate or panic.
 
 use core::cell::UnsafeCell;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, AtomicUsize, Ordering};

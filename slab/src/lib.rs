@@ -82,6 +82,119 @@
 //! cache.free(p).unwrap();
 //! cache.destroy().unwrap();
 //! ```
+//!
+//! ## Entry points
+//!
+//! | to … | use | example |
+//! |---|---|---|
+//! | replace a program's allocator | [`SlabAlloc`] as `#[global_allocator]` | [below](#the-global-allocator), [`SlabAlloc`] |
+//! | keep objects of one type in their own cache | [`SlabDomain::create_cache`], [`KmemCache`] | [`KmemCache`] |
+//! | place memory on a node | [`KmemCache::alloc_node`], [`kmalloc_node`] | [below](#node-explicit-allocation) |
+//! | add and remove nodes (simulated) | [`SlabDomain::online_node`] / [`offline_node`](SlabDomain::offline_node), [`SlabDomain::hotplug`] | [below](#memory-hotplug-simulated), [`SlabDomain`] |
+//! | follow the kernel's real memory hotplug | [`linux::follow_hotplug`], [`linux::follow_default_domain`] | [`linux`] |
+//! | tune the default domain without code | environment variables | [`knobs`] |
+//! | give memory back now | [`trim`] (`malloc_trim`), [`KmemCache::shrink`] | [`KmemCache`] |
+//!
+//! `cargo run --release -p hotslab --example quickstart` runs the examples below as one
+//! program; `--example race_demo` (with `--features pause-points`) is the race reproduction.
+//!
+//! ## The global allocator
+//!
+//! One static is all a program needs; every `Box`, `Vec` and `String` is then served by the
+//! kmalloc caches of the process-wide default domain ([`default_domain`]), large blocks by page
+//! spans:
+//!
+//! ```
+//! #[global_allocator]
+//! static A: hotslab::SlabAlloc = hotslab::SlabAlloc::new();
+//!
+//! fn main() {
+//!     let words: Vec<String> = (0..10_000).map(|i| format!("word{i}")).collect();
+//!     assert_eq!(words[1234], "word1234");
+//!     // The allocation above came from hotslab: its kmalloc caches count it.
+//!     let served = hotslab::heap_stats().expect("the default domain is built");
+//!     assert!(served.allocs >= 10_000 && served.slab_used_bytes >= 10_000 * 8);
+//!     drop(words);
+//!     hotslab::trim(); // what malloc_trim(0) does: empty slabs go back to the kernel now
+//! }
+//! ```
+//!
+//! ## Node-explicit allocation
+//!
+//! [`KmemCache::alloc_node`] (`kmem_cache_alloc_node`) and [`kmalloc_node`] take the object from
+//! the given node's part, falling back by distance when that node cannot serve. A simulated
+//! topology gives several nodes on any machine:
+//!
+//! ```
+//! use hotslab::numa::NodeId;
+//! use hotslab::{CacheConfig, SlabDomain};
+//!
+//! let d = SlabDomain::simulated(4).unwrap();
+//! let c = d.create_cache(CacheConfig::new("skbuff", 256)).unwrap();
+//! for n in 0..4 {
+//!     let o = c.alloc_node(NodeId::new(n)).unwrap();
+//!     assert_eq!(c.node_of(o), Some(NodeId::new(n)));
+//!     c.free(o).unwrap();
+//! }
+//!
+//! // kmalloc_node on the default domain (the machine's own nodes, or HOTSLAB_NODES simulated).
+//! let node = hotslab::default_domain().unwrap().topology().first_node();
+//! let p = hotslab::kmalloc_node(100, node);
+//! assert!(!p.is_null());
+//! assert!(hotslab::usable_size(p).unwrap() >= 100);
+//! // SAFETY: p came from kmalloc_node and is not used again.
+//! unsafe { hotslab::kfree(p) };
+//! ```
+//!
+//! ## Memory hotplug (simulated)
+//!
+//! A simulated domain has its own hotplug controller ([`SlabDomain::hotplug`], a
+//! [`HotplugDomain`](hotplug_api::HotplugDomain)). Onlining or offlining a node through it runs
+//! the memory notifier chain under the online-mems write side, and the slab notifier makes every
+//! cache follow: a part for a node coming online, draining and retiring parts of a node going
+//! away. An offline that would strand live objects is refused; the forced one (what the kernel
+//! does) drains them instead.
+//!
+//! ```
+//! use hotslab::numa::NodeId;
+//! use hotslab::{CacheConfig, PartState, SlabDomain};
+//!
+//! let d = SlabDomain::simulated(3).unwrap();
+//! let caches: Vec<_> = ["dentry", "inode", "filp"]
+//!     .iter()
+//!     .map(|name| d.create_cache(CacheConfig::new(name, 128)).unwrap())
+//!     .collect();
+//! let n2 = NodeId::new(2);
+//! let controller = d.hotplug();
+//!
+//! controller.offline_node(n2).unwrap(); // the controller itself, as the kernel's hotplug path
+//! assert!(!controller.snapshot().has_memory.test(n2));
+//! for c in &caches {
+//!     assert_ne!(c.part_state(n2), Some(PartState::Live)); // no new slabs on node 2
+//!     let o = c.alloc_node(n2).unwrap(); // falls back to another node
+//!     assert_ne!(c.node_of(o), Some(n2));
+//!     c.free(o).unwrap();
+//! }
+//!
+//! controller.online_node(n2).unwrap();
+//! for c in &caches {
+//!     assert_eq!(c.part_state(n2), Some(PartState::Live)); // every cache followed
+//! }
+//! assert!(d.check_invariants().ok());
+//!
+//! // An object on node 2 makes a refusable offline fail; nothing changes.
+//! let o = caches[0].alloc_node(n2).unwrap();
+//! assert!(d.offline_node(n2).is_err());
+//! assert_eq!(caches[0].part_state(n2), Some(PartState::Live));
+//! // The forced offline cannot be refused: the part drains, the object stays valid.
+//! d.offline_node_forced(n2).unwrap();
+//! assert_eq!(caches[0].part_state(n2), Some(PartState::Draining));
+//! caches[0].free(o).unwrap(); // its last object: the part retires
+//! assert_eq!(caches[0].part_state(n2), Some(PartState::Retired));
+//! assert_eq!(controller.stats().offlined, 2);
+//! ```
+//!
+//! Real hotplug (a DIMM or CXL expander appearing as a node) is followed by [`linux`].
 
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
@@ -103,7 +216,7 @@ mod global;
 mod heap;
 mod hotplug;
 mod kmalloc;
-mod knobs;
+pub mod knobs;
 mod node;
 mod placement;
 pub mod publish;

@@ -84,6 +84,20 @@ pub fn follow_hotplug_with(
 /// `hotslab-follow` thread started at first use, unless `HOTSLAB_FOLLOW=0`; see
 /// [`default_follower_status`]); a second follower is harmless (both reconcile towards the same
 /// kernel state). Errors if the default domain could not be built.
+///
+/// ```no_run
+/// #[global_allocator]
+/// static A: hotslab::SlabAlloc = hotslab::SlabAlloc::new();
+///
+/// fn main() -> std::io::Result<()> {
+///     // Started once, early in main (never from inside an allocation); stops when dropped.
+///     let follower = hotslab::linux::follow_default_domain(Default::default())?;
+///     // ... the program runs; a node losing its memory has its parts drained ...
+///     let status = follower.status();
+///     println!("memory hotplug uevents seen: {}", status.stats.relevant);
+///     Ok(())
+/// }
+/// ```
 pub fn follow_default_domain(config: FollowConfig) -> io::Result<FollowerHandle> {
     let d: &'static SlabDomain = crate::global::default_domain()
         .ok_or_else(|| io::Error::other("the default slab domain is not available"))?;

@@ -450,8 +450,9 @@ fn stage_qemu(ctx: &Ctx) -> Result<(), String> {
 }
 
 /// Every benchmark still runs (criterion --quick, no timing assertions; report under target/),
-/// and every standard-workload C program passes its own checks once under each allocator
-/// (glibc, mimalloc, jemalloc, tcmalloc, hotslab; small parameters, well under a minute).
+/// every standard-workload C program passes its own checks once under each allocator
+/// (glibc, mimalloc, jemalloc, tcmalloc, hotslab; small parameters, well under a minute), the
+/// plots of RESULTS.md are up to date, and the misuse set runs (`capi-report --security --check`).
 fn stage_bench(ctx: &Ctx) -> Result<(), String> {
     run(
         ctx,
@@ -479,6 +480,36 @@ fn stage_bench(ctx: &Ctx) -> Result<(), String> {
             "--quick",
             "--rounds",
             "1",
+            "--check",
+        ]),
+    )?;
+    // The pictures at the top of RESULTS.md match the tables they are drawn from.
+    run(
+        ctx,
+        cargo().args([
+            "run",
+            "-p",
+            "hotslab-benches",
+            "--release",
+            "--bin",
+            "results-plots",
+            "--",
+            "--check",
+        ]),
+    )?;
+    // The misuse set under every allocator (a few seconds): the control case runs clean, and the
+    // hardened modes stop what the default mode catches.
+    run(
+        ctx,
+        cargo().args([
+            "run",
+            "-p",
+            "hotslab-benches",
+            "--release",
+            "--bin",
+            "capi-report",
+            "--",
+            "--security",
             "--check",
         ]),
     )

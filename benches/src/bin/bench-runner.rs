@@ -641,6 +641,11 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     eprintln!("bench-runner: wrote {}", path.display());
+    // The pictures at the top (fast path, threads, memory, hotplug) from the new tables.
+    match hotslab_benches::plots::refresh_results(&out_dir, false) {
+        Ok(files) => eprintln!("bench-runner: plots: {}", files.join(", ")),
+        Err(e) => failures.push(format!("results-plots: {e}")),
+    }
     let total: usize = input.policies.iter().map(|r| r.records.len()).sum();
     eprintln!(
         "bench-runner: {total} benchmark results, {} failures",
