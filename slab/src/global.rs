@@ -477,7 +477,9 @@ fn bad_free(p: *mut u8, why: FreeError) -> ! {
         _ if crate::trim::large_object_containing(p).is_some() => {
             "free of an interior pointer into a large object"
         }
-        FreeError::Foreign => "free of a pointer hotslab never handed out",
+        FreeError::Foreign => {
+            "free of a pointer hotslab never handed out, or one it took back already (a double free)"
+        }
         FreeError::Interior => "free of a pointer into the middle of an object",
         FreeError::Uncarved => "free of an object slot that was never handed out",
     };

@@ -56,28 +56,44 @@ pub(crate) enum HeapQueue {
     Full,
 }
 
-/// An owner-written count that statistics read from other threads at any time: relaxed atomic
+/// A 16-bit owner-written count that statistics read from other threads at any time: relaxed atomic
 /// loads and stores, which compile to the plain moves a `Cell` would, but make those racy reads
-/// defined (ThreadSanitizer found them).
-pub(crate) struct OwnerCount(core::sync::atomic::AtomicU32);
+/// defined (ThreadSanitizer found them). 16 bits, so that it shares the slab's first cache line;
+/// the API takes and gives `u32`.
+pub(crate) struct OwnerCount16(core::sync::atomic::AtomicU16);
 
-impl OwnerCount {
-    pub const fn new(v: u32) -> OwnerCount {
-        OwnerCount(core::sync::atomic::AtomicU32::new(v))
+impl OwnerCount16 {
+    pub const fn new(v: u16) -> OwnerCount16 {
+        OwnerCount16(core::sync::atomic::AtomicU16::new(v))
     }
 
     #[inline(always)]
     pub fn get(&self) -> u32 {
-        self.0.load(core::sync::atomic::Ordering::Relaxed)
+        self.0.load(core::sync::atomic::Ordering::Relaxed) as u32
     }
 
+    /// The count widened to 64 bits (any thread: frees check the carve mark before they know
+    /// whose slab it is).
+    #[inline(always)]
+    pub fn get64(&self) -> u64 {
+        u64::from(self.0.load(core::sync::atomic::Ordering::Relaxed))
+    }
+
+    /// `v` must fit 16 bits (callers store counts bounded by a slab's capacity).
     #[inline(always)]
     pub fn set(&self, v: u32) {
-        self.0.store(v, core::sync::atomic::Ordering::Relaxed)
+        debug_assert!(v <= u16::MAX as u32);
+        self.0
+            .store(v as u16, core::sync::atomic::Ordering::Relaxed)
     }
 }
 
-/// A 64-bit owner-written counter (see [`OwnerCount`]); `bump` is a load and a store, no RMW.
+// Every field a malloc or free fast path touches sits in the descriptor's first cache line (the
+// descriptor itself is 128-byte aligned, by its `CachePadded` remote word).
+#[cfg(not(loom))]
+const _: () = assert!(core::mem::offset_of!(Slab, freeptr_off) + 4 <= 64);
+
+/// A 64-bit owner-written counter (see [`OwnerCount16`]); `bump` is a load and a store, no RMW.
 pub(crate) struct OwnerCount64(core::sync::atomic::AtomicU64);
 
 impl OwnerCount64 {
@@ -134,17 +150,20 @@ pub(crate) struct Slab {
     pub allocs: OwnerCount64,
     /// Objects given back (local frees plus collected remote frees).
     pub frees: OwnerCount64,
+    /// First byte of the span (immutable; read by every free's slot check).
+    pub base: *mut u8,
+    /// ceil(2^40 / stride): object index by multiplication instead of division (immutable).
+    pub recip: u64,
     /// Index of the first never-used object (objects at and after it are free and uncarved).
-    pub bump: OwnerCount,
+    /// At most `capacity`, which `geometry` keeps below 2^16.
+    pub bump: OwnerCount16,
     /// The owner's queue (owner-private).
     pub queue: Cell<HeapQueue>,
-    pub stride: u32,
+    /// Offset of the free pointer inside a free object (immutable).
     pub freeptr_off: u32,
+    // ---- immutable, off the fast paths (second cache line) ---------------------------------
+    pub stride: u32,
     pub capacity: u32,
-    // ---- immutable ------------------------------------------------------------------------
-    pub base: *mut u8,
-    /// ceil(2^40 / stride): object index by multiplication instead of division.
-    pub recip: u64,
     pub units: u32,
     pub node: NodeId,
     pub cache: *const CacheInner,
@@ -209,7 +228,7 @@ impl Slab {
             owner: AtomicUsize::new(NO_OWNER),
             allocs: OwnerCount64::new(0),
             frees: OwnerCount64::new(0),
-            bump: OwnerCount::new(0),
+            bump: OwnerCount16::new(0),
             queue: Cell::new(HeapQueue::None),
             stride,
             freeptr_off,
@@ -241,7 +260,7 @@ impl Slab {
             owner: AtomicUsize::new(NO_OWNER),
             allocs: OwnerCount64::new(0),
             frees: OwnerCount64::new(0),
-            bump: OwnerCount::new(0),
+            bump: OwnerCount16::new(0),
             queue: Cell::new(HeapQueue::None),
             stride: 8,
             freeptr_off: 0,
@@ -333,7 +352,7 @@ impl Slab {
         let off = (p as usize).wrapping_sub(self.base as usize) as u64;
         debug_assert!(off < 1 << 20, "a slab spans at most 1 MiB");
         let t = off.wrapping_mul(self.recip) & !((1u64 << 20) - 1);
-        t.rotate_right(RECIP_SHIFT) < self.bump.get() as u64
+        t.rotate_right(RECIP_SHIFT) < self.bump.get64()
     }
 
     /// The index of the slot starting at `p`, or `None` if `p` is not a slot start of this span.
