@@ -1,0 +1,233 @@
+//! The asymmetric barrier pair of the [`LockKind::Asymmetric`](crate::LockKind::Asymmetric) read side: a
+//! compiler fence for the reader, `membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED)` for the writer, and the
+//! fallback to a SeqCst fence on both sides when membarrier is unavailable. Owns the process-wide barrier
+//! mode only; knows nothing of locks.
+//!
+//! # Modes
+//!
+//! The mode is probed once, at the first use by any asymmetric lock (a thread's first read, or a writer):
+//! `MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED` succeeds → [`BarrierMode::Membarrier`], else (ENOSYS on a
+//! kernel before 4.14, EPERM/ENOSYS under a seccomp filter, EINVAL without `CONFIG_MEMBARRIER`, or
+//! `HOTSLAB_MEMBARRIER=0` in the environment) → [`BarrierMode::Fence`]. It only ever moves
+//! `Unknown → Membarrier`, `Unknown → Fence` or `Membarrier → Fence`.
+//!
+//! - Reader ([`light`]): always a compiler fence; a real SeqCst fence too unless the mode it loads is
+//!   `Membarrier`. So a reader that does not fence has seen the mode become `Membarrier`, which happened
+//!   after the registration succeeded.
+//! - Writer ([`heavy`]): a SeqCst fence, then, in `Membarrier` mode, the membarrier command. A reader that
+//!   fenced pairs with the writer's fence (the classic SeqCst-fence Dekker pair); a reader that did not is
+//!   covered by membarrier, which the writer issues whenever the mode is `Membarrier` — and the mode never
+//!   returns to `Membarrier` once it left it.
+//! - `Membarrier → Fence` happens only if the command fails after a successful registration (a seccomp
+//!   filter installed later; a fork child is re-registered first, see `expedited`). Readers that loaded
+//!   `Membarrier` before the switch may be inside their unfenced window, so that writer forces one
+//!   barrier the old way, with an `mprotect` TLB shootdown: on x86 it interrupts every CPU running the
+//!   process, and the interrupt is a full barrier — the same last resort the slab crate's revocation
+//!   barrier uses (elsewhere it is best effort). Readers that load the mode after the switch fence.
+//!
+//! Under loom the mode is chosen per lock by the model (`OnlineMems::loom_membarrier`) and both halves are
+//! SeqCst fences; why that is a sound stand-in is argued in `asym.rs`. Under Miri membarrier is never
+//! called (the mode is `Fence`).
+
+#[cfg(not(loom))]
+use std::sync::atomic::{AtomicU8, Ordering as StdOrdering};
+
+/// The process-wide barrier mode of the asymmetric read side.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum BarrierMode {
+    /// Not probed yet (readers fence, as in [`Fence`](Self::Fence)).
+    Unknown = 0,
+    /// `membarrier(PRIVATE_EXPEDITED)` is registered: readers run a compiler fence only.
+    Membarrier = 1,
+    /// membarrier is unavailable (or was switched off): SeqCst fences on both sides.
+    Fence = 2,
+}
+
+impl BarrierMode {
+    #[cfg_attr(loom, allow(dead_code))]
+    fn from_u8(v: u8) -> BarrierMode {
+        match v {
+            1 => BarrierMode::Membarrier,
+            2 => BarrierMode::Fence,
+            _ => BarrierMode::Unknown,
+        }
+    }
+}
+
+#[cfg(not(loom))]
+static MODE: AtomicU8 = AtomicU8::new(BarrierMode::Unknown as u8);
+
+/// The current barrier mode, without probing (diagnostics and tests).
+#[cfg(not(loom))]
+pub fn mode() -> BarrierMode {
+    BarrierMode::from_u8(MODE.load(StdOrdering::Relaxed))
+}
+
+/// The barrier mode, probing it if nobody has yet (a syscall, once per process).
+#[cfg(not(loom))]
+pub(crate) fn mode_probed() -> BarrierMode {
+    match mode() {
+        BarrierMode::Unknown => probe(),
+        m => m,
+    }
+}
+
+/// Whether the reader may skip its fence: the mode it loads is `Membarrier`.
+#[cfg(not(loom))]
+#[inline(always)]
+pub(crate) fn reader_may_skip_fence() -> bool {
+    MODE.load(StdOrdering::Relaxed) == BarrierMode::Membarrier as u8
+}
+
+#[cfg(not(loom))]
+fn probe() -> BarrierMode {
+    let want = if disabled_by_env() || !sys::register() {
+        BarrierMode::Fence
+    } else {
+        BarrierMode::Membarrier
+    };
+    // Only Unknown → want: a racing prober got the same answer from the same kernel, and a later
+    // Membarrier → Fence switch must not be undone.
+    let _ = MODE.compare_exchange(
+        BarrierMode::Unknown as u8,
+        want as u8,
+        StdOrdering::Relaxed,
+        StdOrdering::Relaxed,
+    );
+    mode()
+}
+
+/// `HOTSLAB_MEMBARRIER=0` (or `off`) forces the fence fallback (read with `getenv`: no allocation).
+#[cfg(not(loom))]
+fn disabled_by_env() -> bool {
+    // SAFETY: a NUL-terminated name; glibc's and musl's getenv neither allocate nor lock.
+    let v = unsafe { libc::getenv(c"HOTSLAB_MEMBARRIER".as_ptr()) };
+    if v.is_null() {
+        return false;
+    }
+    // SAFETY: getenv returned a NUL-terminated string of the environment.
+    matches!(
+        unsafe { core::ffi::CStr::from_ptr(v) }.to_bytes(),
+        b"0" | b"off" | b"no" | b"false"
+    )
+}
+
+/// The reader's half: a compiler fence, plus a SeqCst fence unless membarrier covers it.
+#[cfg(not(loom))]
+#[inline(always)]
+pub(crate) fn light() {
+    core::sync::atomic::compiler_fence(core::sync::atomic::Ordering::SeqCst);
+    if !reader_may_skip_fence() {
+        core::sync::atomic::fence(core::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// The writer's half: a SeqCst fence, then membarrier when registered (see the module header).
+#[cfg(not(loom))]
+pub(crate) fn heavy() {
+    core::sync::atomic::fence(core::sync::atomic::Ordering::SeqCst);
+    if mode_probed() == BarrierMode::Membarrier && !sys::expedited() {
+        // Registered once, failing now: switch every later reader to fencing, then force one barrier
+        // on the readers that may still be in their unfenced window.
+        switch_to_fence();
+    }
+}
+
+/// `Membarrier → Fence`, then one forced barrier on every running thread. One is enough: a reader whose
+/// mode load comes after the barrier sees `Fence` and fences; one whose mode load came before it had
+/// done its store (R1 or D1) before the barrier too, so every writer that starts after this returns
+/// sees that store (and its own load, if after the barrier, sees the writer's flag).
+#[cfg(not(loom))]
+fn switch_to_fence() {
+    MODE.store(BarrierMode::Fence as u8, StdOrdering::Relaxed);
+    core::sync::atomic::fence(core::sync::atomic::Ordering::SeqCst);
+    if !sys::expedited() {
+        sys::flush_by_mprotect();
+    }
+}
+
+#[cfg(all(not(loom), target_os = "linux", not(miri)))]
+mod sys {
+    const CMD_PRIVATE_EXPEDITED: libc::c_long = 1 << 3;
+    const CMD_REGISTER_PRIVATE_EXPEDITED: libc::c_long = 1 << 4;
+
+    fn call(cmd: libc::c_long) -> libc::c_long {
+        // SAFETY: membarrier(cmd, flags=0, cpu_id=0) takes no pointers; an unknown command fails with
+        // EINVAL, an unsupported kernel with ENOSYS.
+        unsafe {
+            libc::syscall(
+                libc::SYS_membarrier,
+                cmd,
+                0 as libc::c_long,
+                0 as libc::c_long,
+            )
+        }
+    }
+
+    /// Registers the process for private expedited membarrier; false if the kernel refuses.
+    pub(super) fn register() -> bool {
+        call(CMD_REGISTER_PRIVATE_EXPEDITED) == 0
+    }
+
+    /// Issues the barrier. EPERM means "not registered" (a process that forked after registering may
+    /// not be, depending on the kernel): register again and retry once.
+    pub(super) fn expedited() -> bool {
+        if call(CMD_PRIVATE_EXPEDITED) == 0 {
+            return true;
+        }
+        register() && call(CMD_PRIVATE_EXPEDITED) == 0
+    }
+
+    /// Changing the protection of a touched private page makes the kernel shoot down its TLB entry on
+    /// every CPU running this process; on x86 that is an interrupt, and so a full barrier, on each.
+    pub(super) fn flush_by_mprotect() {
+        // SAFETY: a fresh anonymous page, written once, re-protected, unmapped; no other pointer to it
+        // exists.
+        unsafe {
+            let p = libc::mmap(
+                core::ptr::null_mut(),
+                4096,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            );
+            if p == libc::MAP_FAILED {
+                return;
+            }
+            core::ptr::write_volatile(p.cast::<u8>(), 1);
+            libc::mprotect(p, 4096, libc::PROT_READ);
+            libc::munmap(p, 4096);
+        }
+    }
+}
+
+#[cfg(all(not(loom), not(all(target_os = "linux", not(miri)))))]
+mod sys {
+    pub(super) fn register() -> bool {
+        false
+    }
+    pub(super) fn expedited() -> bool {
+        false
+    }
+    pub(super) fn flush_by_mprotect() {}
+}
+
+/// Test and diagnostics hook: force the fence fallback for the rest of the process, as if membarrier
+/// were unavailable (what `HOTSLAB_MEMBARRIER=0` does at the probe). Safe at any time: readers that
+/// loaded `Membarrier` earlier are covered as after a run-time failure (see `switch_to_fence`).
+#[cfg(not(loom))]
+#[doc(hidden)]
+pub fn force_fence_fallback() {
+    match MODE.compare_exchange(
+        BarrierMode::Unknown as u8,
+        BarrierMode::Fence as u8,
+        StdOrdering::Relaxed,
+        StdOrdering::Relaxed,
+    ) {
+        Ok(_) => {}
+        Err(m) if m == BarrierMode::Membarrier as u8 => switch_to_fence(),
+        Err(_) => {}
+    }
+}
