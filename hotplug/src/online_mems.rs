@@ -369,10 +369,9 @@ impl OnlineMems {
     /// readers nest freely; the active writer's own reads pass straight through.
     #[inline]
     pub fn read(&self) -> ReadGuard<'_> {
-        let token = self.get_token();
+        let counted = self.get_token() == ReadToken::Counted;
         ReadGuard {
-            lock: self,
-            token,
+            lock: counted.then_some(self),
             _not_send: PhantomData,
         }
     }
@@ -481,15 +480,17 @@ impl core::fmt::Debug for OnlineMems {
 /// belongs to the thread that took it.
 #[must_use = "the read side is released when the guard is dropped"]
 pub struct ReadGuard<'a> {
-    lock: &'a OnlineMems,
-    token: ReadToken,
+    /// The lock to release, or `None` if the guard passed through (taken by the active writer). One
+    /// pointer: a separate token byte next to it made every guard that went through memory (a
+    /// `black_box`, a spill) pay a store-forwarding stall when its drop reloaded both.
+    lock: Option<&'a OnlineMems>,
     _not_send: PhantomData<*const ()>,
 }
 
 impl ReadGuard<'_> {
     /// Did this guard pass straight through because its thread was the active writer?
     pub fn is_writer_passthrough(&self) -> bool {
-        self.token == ReadToken::Writer
+        self.lock.is_none()
     }
 }
 
@@ -498,8 +499,8 @@ impl Drop for ReadGuard<'_> {
     fn drop(&mut self) {
         // A guard taken by the active writer took nothing, so it releases nothing, even if it outlives the
         // write guard (a raw `put` would then be a put without a get).
-        if self.token == ReadToken::Counted {
-            self.lock.put();
+        if let Some(lock) = self.lock {
+            lock.put();
         }
     }
 }

@@ -179,7 +179,7 @@ fn build() -> bool {
             has_memory: nodes,
             has_normal_memory: nodes,
         };
-        (*HOTPLUG.0.get()).write(HotplugDomain::with_states(initial, LockKind::Seed));
+        (*HOTPLUG.0.get()).write(HotplugDomain::with_states(initial, LockKind::default()));
         let hp: &'static HotplugDomain = (*HOTPLUG.0.get()).assume_init_ref();
         let mut config = DomainConfig::default();
         crate::knobs::apply(&mut config);
