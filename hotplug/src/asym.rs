@@ -851,3 +851,52 @@ impl AsymLock {
         drop(w.writers);
     }
 }
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use crate::{LockKind, OnlineMems};
+    use std::sync::Arc;
+
+    /// Nested reads, reads of more locks than a record has slots (a chain), the writer's own reads, and
+    /// threads that exit and give their records back; run under Miri too (`cargo xtask test` miri
+    /// stage), which checks the record pointers and the pthread-key destructor.
+    #[test]
+    fn records_claim_chain_release() {
+        let locks: Vec<Arc<OnlineMems>> = (0..super::SLOTS + 2)
+            .map(|_| Arc::new(OnlineMems::new(LockKind::Asymmetric)))
+            .collect();
+        {
+            let outer: Vec<_> = locks.iter().map(|l| l.read()).collect();
+            let inner: Vec<_> = locks.iter().map(|l| l.read()).collect();
+            assert!(inner.iter().all(|g| !g.is_writer_passthrough()));
+            drop(inner);
+            drop(outer);
+        }
+        {
+            let w = locks[0].write();
+            let r = locks[0].read();
+            assert!(r.is_writer_passthrough());
+            locks[0].get();
+            locks[0].put();
+            drop(r);
+            drop(w);
+        }
+        for _ in 0..3 {
+            let l = locks[1].clone();
+            std::thread::spawn(move || {
+                let _a = l.read();
+                let _b = l.read();
+            })
+            .join()
+            .unwrap();
+        }
+        drop(locks[1].write());
+        for l in &locks {
+            let st = l.stats();
+            assert_eq!((st.put_without_get, st.depth_overflows), (0, 0));
+            assert_eq!(st.writer_waits, 0);
+        }
+        let (made, claimed) = super::thread_records();
+        assert!(made >= 1 && claimed <= made);
+    }
+}
