@@ -6,7 +6,7 @@
 //!
 //! # Records
 //!
-//! Every thread that has read any asymmetric lock owns a [`ThreadRec`] (and, past [`SLOTS`] locks held at
+//! Every thread that has read any asymmetric lock owns a `ThreadRec` (and, past `SLOTS` locks held at
 //! once, a chain of them): `keys[i]` holds the id of a lock whose read side the thread is inside (0: none),
 //! written only by the owner and read by writers; the owner keeps a private mirror of the keys and the
 //! nesting depth of each. Records live on one process-wide, push-only list that writers walk — no thread
@@ -14,6 +14,19 @@
 //! claims a record from the list (a free one, or a fresh page of them from `mmap`: never the global
 //! allocator, which may be hotslab inside its own bootstrap); a pthread key destructor gives the records
 //! back at thread exit (keys all 0) for the next new thread. The fast path allocates nothing.
+//!
+//! # Fast path
+//!
+//! `held` (owner only) counts the thread's outermost reads over its whole chain. `get` with `held == 0`
+//! takes slot 0 of the first record; with `held == 1` and slot 0 holding this lock it is a nested read
+//! (a depth bump); `put` mirrors that. Everything else goes to the slow paths: several locks held, the
+//! thread's first read, a writer pending. So does the active writer's own read: the fast path does
+//! not look up the thread id. The writer sees its own flag at `R2`, takes `R1` back and passes through
+//! in the slow path, before any other writer could walk the records (writers are serialised).
+//!
+//! A `fork` child keeps only the forking thread. The other threads' records stay claimed. Their keys
+//! are 0 for the slab's locks, whose write side the fork handlers hold. A read side another thread held
+//! at the fork stays held in the child, as any lock does.
 //!
 //! # The Dekker pair, asymmetric
 //!
@@ -116,6 +129,9 @@ pub(crate) struct ThreadRec {
     /// Claimed by a thread (CAS at claim, Release store at its exit).
     in_use: AtomicBool,
 }
+
+#[cfg(not(loom))]
+const _: () = assert!(core::mem::size_of::<ThreadRec>() == 128);
 
 // SAFETY: `keys`, `in_use` and `next` are atomics. `mirror`, `depth`, `ext` and `held` are touched only by the
 // thread that claimed the record (`in_use` CAS) until it gives the record back with a Release store of

@@ -11,10 +11,10 @@
 //! `HOTSLAB_MEMBARRIER=0` in the environment) → [`BarrierMode::Fence`]. It only ever moves
 //! `Unknown → Membarrier`, `Unknown → Fence` or `Membarrier → Fence`.
 //!
-//! - Reader ([`light`]): always a compiler fence; a real SeqCst fence too unless the mode it loads is
+//! - Reader (`light`): always a compiler fence; a real SeqCst fence too unless the mode it loads is
 //!   `Membarrier`. So a reader that does not fence has seen the mode become `Membarrier`, which happened
 //!   after the registration succeeded.
-//! - Writer ([`heavy`]): a SeqCst fence, then, in `Membarrier` mode, the membarrier command. A reader that
+//! - Writer (`heavy`): a SeqCst fence, then, in `Membarrier` mode, the membarrier command. A reader that
 //!   fenced pairs with the writer's fence (the classic SeqCst-fence Dekker pair); a reader that did not is
 //!   covered by membarrier, which the writer issues whenever the mode is `Membarrier` — and the mode never
 //!   returns to `Membarrier` once it left it.
