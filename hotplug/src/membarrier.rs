@@ -55,8 +55,11 @@ impl BarrierMode {
     }
 }
 
+/// Read by every reader's get and put: on a line of its own, so that no static the linker puts next
+/// to it (a counter another crate bumps on its fast path) makes the read side miss.
 #[cfg(not(loom))]
-static MODE: AtomicU8 = AtomicU8::new(BarrierMode::Unknown as u8);
+static MODE: crossbeam_utils::CachePadded<AtomicU8> =
+    crossbeam_utils::CachePadded::new(AtomicU8::new(BarrierMode::Unknown as u8));
 
 /// The current barrier mode, without probing (diagnostics and tests).
 #[cfg(not(loom))]
