@@ -9,21 +9,29 @@
 //! `MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED` succeeds → [`BarrierMode::Membarrier`], else (ENOSYS on a
 //! kernel before 4.14, EPERM/ENOSYS under a seccomp filter, EINVAL without `CONFIG_MEMBARRIER`, or
 //! `HOTSLAB_MEMBARRIER=0` in the environment) → [`BarrierMode::Fence`]. It only ever moves
-//! `Unknown → Membarrier`, `Unknown → Fence` or `Membarrier → Fence`.
+//! `Unknown → Membarrier`, `Unknown → Fence` or `Membarrier → Switching → Fence`.
 //!
 //! - Reader (`light`): always a compiler fence; a real SeqCst fence too unless the mode it loads is
 //!   `Membarrier`. So a reader that does not fence has seen the mode become `Membarrier`, which happened
 //!   after the registration succeeded.
-//! - Writer (`heavy`): a SeqCst fence, then, in `Membarrier` mode, the membarrier command. A reader that
-//!   fenced pairs with the writer's fence (the classic SeqCst-fence Dekker pair); a reader that did not is
-//!   covered by membarrier, which the writer issues whenever the mode is `Membarrier` — and the mode never
-//!   returns to `Membarrier` once it left it.
-//! - `Membarrier → Fence` happens only if the command fails after a successful registration (a seccomp
-//!   filter installed later; a fork child is re-registered first, see `expedited`). Readers that loaded
-//!   `Membarrier` before the switch may be inside their unfenced window, so that writer forces one
-//!   barrier the old way, with an `mprotect` TLB shootdown: on x86 it interrupts every CPU running the
-//!   process, and the interrupt is a full barrier — the same last resort the slab crate's revocation
-//!   barrier uses (elsewhere it is best effort). Readers that load the mode after the switch fence.
+//! - Writer (`heavy`): a SeqCst fence, then, unless the mode is `Fence`, the membarrier command (or,
+//!   if that fails, the `mprotect` flush below). A reader that fenced pairs with the writer's fence
+//!   (the classic SeqCst-fence Dekker pair). A reader that did not loaded `Membarrier`, and a writer
+//!   skips the barrier only after it loads `Fence` (Acquire), which is published only once every
+//!   unfenced reader is covered (next point).
+//! - The switch `Membarrier → Switching → Fence` happens only if the command fails after a successful
+//!   registration (a seccomp filter installed later; a fork child is re-registered first, see
+//!   `expedited`), or through [`force_fence_fallback`]. The switcher stores `Switching` (readers that
+//!   load it fence), fences, and forces one barrier on every thread of the process: membarrier if it
+//!   still works, else an `mprotect` TLB shootdown. On x86 the shootdown interrupts every CPU running
+//!   the process, and the interrupt is a full barrier; it is the same last resort the slab crate's
+//!   revocation barrier uses (elsewhere it is best effort). Only then does it store `Fence` (Release).
+//!   A reader that loaded `Membarrier` did so before that barrier's point in its instruction stream,
+//!   and so did its store before the load (`R1` or `D1`). That store is globally visible before
+//!   `Fence` is, so a writer that loads `Fence` and skips membarrier still sees it. A writer that loads
+//!   `Switching` does not skip: it issues the barrier itself. (Publishing `Fence` at once, before the
+//!   forced barrier completed, would let a writer on another thread skip membarrier while an unfenced
+//!   reader's store still sat in its store buffer.)
 //!
 //! Under loom the mode is chosen per lock by the model (`OnlineMems::loom_membarrier`) and both halves are
 //! SeqCst fences; why that is a sound stand-in is argued in `asym.rs`. Under Miri membarrier is never
@@ -42,6 +50,8 @@ pub enum BarrierMode {
     Membarrier = 1,
     /// membarrier is unavailable (or was switched off): SeqCst fences on both sides.
     Fence = 2,
+    /// Moving from `Membarrier` to `Fence`: readers fence, writers still force a barrier.
+    Switching = 3,
 }
 
 impl BarrierMode {
@@ -50,6 +60,7 @@ impl BarrierMode {
         match v {
             1 => BarrierMode::Membarrier,
             2 => BarrierMode::Fence,
+            3 => BarrierMode::Switching,
             _ => BarrierMode::Unknown,
         }
     }
@@ -64,7 +75,8 @@ static MODE: crossbeam_utils::CachePadded<AtomicU8> =
 /// The current barrier mode, without probing (diagnostics and tests).
 #[cfg(not(loom))]
 pub fn mode() -> BarrierMode {
-    BarrierMode::from_u8(MODE.load(StdOrdering::Relaxed))
+    // Acquire: a writer that loads `Fence` sees every store the switch's forced barrier published.
+    BarrierMode::from_u8(MODE.load(StdOrdering::Acquire))
 }
 
 /// The barrier mode, probing it if nobody has yet (a syscall, once per process).
@@ -130,24 +142,49 @@ pub(crate) fn light() {
 #[cfg(not(loom))]
 pub(crate) fn heavy() {
     core::sync::atomic::fence(core::sync::atomic::Ordering::SeqCst);
-    if mode_probed() == BarrierMode::Membarrier && !sys::expedited() {
-        // Registered once, failing now: switch every later reader to fencing, then force one barrier
-        // on the readers that may still be in their unfenced window.
-        switch_to_fence();
+    match mode_probed() {
+        BarrierMode::Membarrier => {
+            if !sys::expedited() {
+                // Registered once, failing now: switch every later reader to fencing, forcing one
+                // barrier on the readers that may still be in their unfenced window.
+                switch_to_fence();
+            }
+        }
+        // Another thread is switching: unfenced readers may not be covered yet.
+        BarrierMode::Switching => force_barrier(),
+        _ => {}
     }
 }
 
-/// `Membarrier → Fence`, then one forced barrier on every running thread. One is enough: a reader whose
-/// mode load comes after the barrier sees `Fence` and fences; one whose mode load came before it had
-/// done its store (R1 or D1) before the barrier too, so every writer that starts after this returns
-/// sees that store (and its own load, if after the barrier, sees the writer's flag).
+/// One full barrier on every running thread of the process: membarrier if it works, else the
+/// `mprotect` shootdown.
 #[cfg(not(loom))]
-fn switch_to_fence() {
-    MODE.store(BarrierMode::Fence as u8, StdOrdering::Relaxed);
-    core::sync::atomic::fence(core::sync::atomic::Ordering::SeqCst);
+fn force_barrier() {
     if !sys::expedited() {
         sys::flush_by_mprotect();
     }
+}
+
+/// `Membarrier → Switching`, a forced barrier on every running thread, then `Fence` (see the module
+/// header). Racing switchers each force a barrier; the first to finish publishes `Fence`.
+#[cfg(not(loom))]
+fn switch_to_fence() {
+    let _ = MODE.compare_exchange(
+        BarrierMode::Membarrier as u8,
+        BarrierMode::Switching as u8,
+        StdOrdering::Relaxed,
+        StdOrdering::Relaxed,
+    );
+    // The `Switching` store before the barrier: a reader past the barrier point loads it and fences.
+    core::sync::atomic::fence(core::sync::atomic::Ordering::SeqCst);
+    force_barrier();
+    // Release: pairs with the writers' Acquire load of the mode.
+    let _ = MODE.compare_exchange(
+        BarrierMode::Switching as u8,
+        BarrierMode::Fence as u8,
+        StdOrdering::Release,
+        StdOrdering::Relaxed,
+    );
 }
 
 #[cfg(all(not(loom), target_os = "linux", not(miri)))]
@@ -218,8 +255,8 @@ mod sys {
 }
 
 /// Test and diagnostics hook: force the fence fallback for the rest of the process, as if membarrier
-/// were unavailable (what `HOTSLAB_MEMBARRIER=0` does at the probe). Safe at any time: readers that
-/// loaded `Membarrier` earlier are covered as after a run-time failure (see `switch_to_fence`).
+/// were unavailable (what `HOTSLAB_MEMBARRIER=0` does at the probe). Safe at any time: it makes the
+/// same switch as a run-time failure (see the module header).
 #[cfg(not(loom))]
 #[doc(hidden)]
 pub fn force_fence_fallback() {
@@ -230,7 +267,9 @@ pub fn force_fence_fallback() {
         StdOrdering::Relaxed,
     ) {
         Ok(_) => {}
-        Err(m) if m == BarrierMode::Membarrier as u8 => switch_to_fence(),
+        Err(m) if m == BarrierMode::Membarrier as u8 || m == BarrierMode::Switching as u8 => {
+            switch_to_fence()
+        }
         Err(_) => {}
     }
 }
