@@ -143,13 +143,9 @@ pub(crate) fn light() {
 pub(crate) fn heavy() {
     core::sync::atomic::fence(core::sync::atomic::Ordering::SeqCst);
     match mode_probed() {
-        BarrierMode::Membarrier => {
-            if !sys::expedited() {
-                // Registered once, failing now: switch every later reader to fencing, forcing one
-                // barrier on the readers that may still be in their unfenced window.
-                switch_to_fence();
-            }
-        }
+        // Registered once, failing now: switch every later reader to fencing, forcing one barrier
+        // on the readers that may still be in their unfenced window.
+        BarrierMode::Membarrier if !sys::expedited() => switch_to_fence(),
         // Another thread is switching: unfenced readers may not be covered yet.
         BarrierMode::Switching => force_barrier(),
         _ => {}
