@@ -1,6 +1,8 @@
 //! Allocation throughput of a `KmemCache` while another thread onlines and offlines a simulated
 //! node in a loop, against the same allocation pattern with no hotplug. Objects are taken near
-//! the calling thread and on the churned node itself. Uses hotslab's public API only.
+//! the calling thread and on the churned node itself. And the cost of one node offline+online
+//! cycle against the number of caches (1, 100, 1000, 10000), per locking mode and lock kind.
+//! Uses hotslab's public API only.
 
 mod common;
 
@@ -9,8 +11,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use hotslab::hotplug_api::LockKind;
 use hotslab::numa::NodeId;
-use hotslab::{CacheConfig, DomainConfig, KmemCache, SlabDomain};
+use hotslab::{CacheConfig, DomainConfig, KmemCache, LockingMode, SlabDomain};
 
 const BATCH: usize = 64;
 const NODES: usize = 4;
@@ -109,9 +112,69 @@ fn hotplug(c: &mut Criterion) {
     cache.destroy().expect("destroy");
 }
 
+/// The offline+online curve's locking setups: OnlineMems with every lock kind, and SlabNodes.
+fn cycle_modes() -> Vec<(String, LockingMode, LockKind)> {
+    let mut v: Vec<_> = LockKind::ALL
+        .iter()
+        .map(|&k| {
+            (
+                format!("OnlineMems-{}", k.name()),
+                LockingMode::OnlineMems,
+                k,
+            )
+        })
+        .collect();
+    v.push((
+        "SlabNodes".into(),
+        LockingMode::SlabNodes,
+        LockKind::default(),
+    ));
+    v
+}
+
+/// One offline+online cycle of the last of `NODES` simulated nodes with 1, 100, 1000 and 10000
+/// empty caches: the write side is taken twice and the slab callbacks retire (or park) and bring
+/// back one part per cache, so the cost should grow linearly with the caches.
+fn offline_online(c: &mut Criterion) {
+    // Time per cycle (no throughput): the report fits the exponent of the curve.
+    let mut g = c.benchmark_group("offline_online");
+    let victim = NodeId::new(NODES as u16 - 1);
+    for caches in [1usize, 100, 1000, 10_000] {
+        for (label, mode, kind) in cycle_modes() {
+            let d = SlabDomain::simulated_with(
+                NODES,
+                DomainConfig {
+                    kmalloc: false,
+                    mode,
+                    lock_kind: kind,
+                    drain_timeout: Duration::from_millis(1),
+                    ..Default::default()
+                },
+            )
+            .expect("simulated domain");
+            let live: Vec<KmemCache> = (0..caches)
+                .map(|_| {
+                    d.create_cache(CacheConfig::new("bench_cycle", 128))
+                        .expect("create")
+                })
+                .collect();
+            g.bench_with_input(BenchmarkId::new(label, caches), &caches, |b, _| {
+                b.iter(|| {
+                    d.offline_node(victim).expect("offline");
+                    d.online_node(victim).expect("online");
+                })
+            });
+            for cache in live {
+                cache.destroy().expect("destroy");
+            }
+        }
+    }
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = common::config();
-    targets = hotplug
+    targets = hotplug, offline_online
 }
 criterion_main!(benches);

@@ -1,6 +1,7 @@
 //! `KmemCache` benches: a fixed-size object from a cache against `Box` and against every peer's
 //! `GlobalAlloc` for the same layout; and cache create+destroy cost against the number of
-//! simulated nodes, per locking mode. Uses hotslab's public API only.
+//! simulated nodes (1, 64, 256, 1024), per locking mode and lock kind. Uses hotslab's public API
+//! only.
 
 mod common;
 
@@ -10,6 +11,8 @@ use std::ptr::NonNull;
 use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use hotslab::hotplug_api::HotplugDomain;
+use hotslab::numa::{NodeId, NodeMask, Topology, MAX_TOPOLOGY_NODES};
 use hotslab::{CacheConfig, DomainConfig, KmemCache, LockingMode, SlabDomain};
 use hotslab_benches::for_each_peer;
 use hotslab_benches::workloads::{alloc, free};
@@ -46,7 +49,7 @@ fn cache_pair(cache: &KmemCache) {
 }
 
 fn cache_vs_box(c: &mut Criterion) {
-    let d = domain(1, LockingMode::OnlineMems, LockKind::Seed);
+    let d = domain(1, LockingMode::OnlineMems, LockKind::default());
     let cache = d
         .create_cache(
             CacheConfig::new("bench_obj", core::mem::size_of::<Obj>())
@@ -133,20 +136,56 @@ fn cache_vs_box(c: &mut Criterion) {
         .expect("destroy after the bench: every object was freed");
 }
 
+/// The create+destroy curve's locking setups: OnlineMems with every lock kind, and SlabNodes.
+fn cd_modes() -> Vec<(String, LockingMode, LockKind)> {
+    let mut v: Vec<_> = LockKind::ALL
+        .iter()
+        .map(|&k| {
+            (
+                format!("OnlineMems-{}", k.name()),
+                LockingMode::OnlineMems,
+                k,
+            )
+        })
+        .collect();
+    v.push((
+        "SlabNodes".into(),
+        LockingMode::SlabNodes,
+        LockKind::default(),
+    ));
+    v
+}
+
+/// A domain whose hotplug domain has `nodes` nodes with memory. The topology holds at most
+/// `MAX_TOPOLOGY_NODES` (128) simulated nodes; past that the hotplug domain is wider than the
+/// topology, which create and destroy do not notice: they iterate the hotplug domain's
+/// has-memory mask (or `slab_nodes`) and make or retire one part per node. So the curve is the
+/// cost per node with memory, 1 to 1024.
+fn wide_domain(nodes: usize, mode: LockingMode, lock_kind: LockKind) -> Arc<SlabDomain> {
+    let mask: NodeMask = (0..nodes as u16).map(NodeId::new).collect();
+    let hp = Arc::new(HotplugDomain::new(mask, mask, lock_kind));
+    let topo = Topology::simulated(nodes.min(MAX_TOPOLOGY_NODES)).expect("simulated topology");
+    SlabDomain::new(
+        topo,
+        hp,
+        DomainConfig {
+            kmalloc: false,
+            mode,
+            lock_kind,
+            ..Default::default()
+        },
+    )
+    .expect("domain")
+}
+
+/// Cache create+destroy against the number of simulated nodes with memory (1, 64, 256, 1024):
+/// each creates and retires one part per node, so the cost should grow linearly.
 fn create_destroy(c: &mut Criterion) {
+    // Time per create+destroy (no throughput): the report fits the exponent of the curve.
     let mut g = c.benchmark_group("create_destroy");
-    let modes = [
-        ("OnlineMems-Seed", LockingMode::OnlineMems, LockKind::Seed),
-        (
-            "OnlineMems-PerCpu",
-            LockingMode::OnlineMems,
-            LockKind::PerCpu,
-        ),
-        ("SlabNodes", LockingMode::SlabNodes, LockKind::Seed),
-    ];
-    for nodes in [1usize, 4, 16, 64] {
-        for (label, mode, kind) in modes {
-            let d = domain(nodes, mode, kind);
+    for nodes in [1usize, 64, 256, 1024] {
+        for (label, mode, kind) in cd_modes() {
+            let d = wide_domain(nodes, mode, kind);
             g.bench_with_input(BenchmarkId::new(label, nodes), &nodes, |b, _| {
                 b.iter(|| {
                     let cache = d

@@ -1,6 +1,6 @@
 //! What each locking mode costs: cache create+destroy, and a node offline+online cycle with
-//! caches present (the hotplug latency a mode adds), for Legacy, OnlineMems (seed and per-CPU
-//! lock) and SlabNodes. Uses hotslab's public API only.
+//! caches present (the hotplug latency a mode adds), for Legacy, OnlineMems (seed, per-CPU and
+//! asymmetric lock) and SlabNodes. Uses hotslab's public API only.
 
 mod common;
 
@@ -14,17 +14,25 @@ use hotslab_hotplug::LockKind;
 const NODES: usize = 4;
 const CACHES: usize = 16;
 
-fn modes() -> [(&'static str, LockingMode, LockKind); 4] {
-    [
-        ("Legacy", LockingMode::Legacy, LockKind::Seed),
-        ("OnlineMems-Seed", LockingMode::OnlineMems, LockKind::Seed),
+fn modes() -> Vec<(String, LockingMode, LockKind)> {
+    let mut v = vec![(
+        "Legacy".to_string(),
+        LockingMode::Legacy,
+        LockKind::default(),
+    )];
+    v.extend(LockKind::ALL.iter().map(|&k| {
         (
-            "OnlineMems-PerCpu",
+            format!("OnlineMems-{}", k.name()),
             LockingMode::OnlineMems,
-            LockKind::PerCpu,
-        ),
-        ("SlabNodes", LockingMode::SlabNodes, LockKind::Seed),
-    ]
+            k,
+        )
+    }));
+    v.push((
+        "SlabNodes".into(),
+        LockingMode::SlabNodes,
+        LockKind::default(),
+    ));
+    v
 }
 
 fn domain(mode: LockingMode, lock_kind: LockKind) -> Arc<SlabDomain> {

@@ -1,6 +1,9 @@
-//! Online-mems read side: the seed design (mutex + refcount) against the per-CPU design and
-//! `std::sync::RwLock`, alone, with a second reader thread, and with a writer taking the write
-//! side every millisecond. Uses hotslab-hotplug's public API only.
+//! Online-mems read side (one `read()` guard taken and dropped: get + put): every `LockKind` —
+//! the seed design (mutex + refcount), the per-CPU design (striped counter + SeqCst fences) and
+//! the asymmetric one (per-thread record + compiler fence, membarrier on the writer) — against
+//! `std::sync::RwLock`'s read in the same group and run: with one reader thread (`alone`), with a
+//! second reader thread reading in a loop (`2readers`), and with a writer taking the write side
+//! every millisecond. Uses hotslab-hotplug's public API only.
 
 mod common;
 
@@ -106,9 +109,15 @@ fn bench_kind<L: ReadSide>(c: &mut Criterion, name: &str, lock: &L) {
 }
 
 fn online_mems(c: &mut Criterion) {
-    bench_kind(c, "seed", &OnlineMems::new(LockKind::Seed));
-    bench_kind(c, "percpu", &OnlineMems::new(LockKind::PerCpu));
+    // `rwlock` first: the report's reference column for this group.
     bench_kind(c, "rwlock", &RwLock::new(0u64));
+    for kind in LockKind::ALL {
+        bench_kind(c, kind.name(), &OnlineMems::new(kind));
+    }
+    eprintln!(
+        "online_mems_read: asymmetric barrier mode {:?}",
+        hotslab_hotplug::membarrier::mode()
+    );
 }
 
 criterion_group! {

@@ -91,8 +91,10 @@ pub fn collect(dir: &Path) -> Vec<Record> {
 /// Column order in tables; the first present is the reference of the ratios.
 const COLUMN_ORDER: &[&str] = &[
     "hotslab",
+    "asym",
+    "OnlineMems-asym",
     "percpu",
-    "OnlineMems-Seed",
+    "OnlineMems-seed",
     "churn",
     "hotslab-kmalloc",
     "box-system",
@@ -102,8 +104,9 @@ const COLUMN_ORDER: &[&str] = &[
     "snmalloc",
     "seed",
     "rwlock",
-    "OnlineMems-PerCpu",
+    "OnlineMems-percpu",
     "SlabNodes",
+    "Legacy",
     "quiet",
 ];
 
@@ -567,26 +570,122 @@ pub fn render_headline(run: &PolicyRun) -> String {
             .find(|t| t.group == "online_mems_read")
             .and_then(|t| t.get(row, kind))
     };
+    let ns = |v: Option<f64>| v.map_or("–".into(), fmt_ns);
+    let asym_vs_rwlock = match (read("asym", "alone"), read("rwlock", "alone")) {
+        (Some(a), Some(r)) if r > 0.0 => Some(a / r),
+        _ => None,
+    };
+    let two_vs_one = match (read("asym", "2readers"), read("asym", "alone")) {
+        (Some(b), Some(a)) if a > 0.0 => Some(b / a),
+        _ => None,
+    };
+    let verdict = |r: Option<f64>, goal: f64| match r {
+        Some(r) if r <= goal => format!("{r:.2}×, met"),
+        Some(r) => format!("{r:.2}×, not met"),
+        None => "–".into(),
+    };
     let _ = writeln!(
         s,
-        "\nOnline-mems read side (ns per read+unlock): per-CPU alone {} (goal ≤ 10 ns: {}), seed alone {}, \
-         `RwLock` alone {}; with a second reader: per-CPU {}, seed {}, `RwLock` {}; with a writer every ms: \
-         per-CPU {}, seed {}, `RwLock` {}.",
-        read("percpu", "alone").map_or("–".into(), fmt_ns),
-        match read("percpu", "alone") {
-            Some(v) if v <= 10.0 => "met",
-            Some(_) => "not met",
-            None => "–",
-        },
-        read("seed", "alone").map_or("–".into(), fmt_ns),
-        read("rwlock", "alone").map_or("–".into(), fmt_ns),
-        read("percpu", "2readers").map_or("–".into(), fmt_ns),
-        read("seed", "2readers").map_or("–".into(), fmt_ns),
-        read("rwlock", "2readers").map_or("–".into(), fmt_ns),
-        read("percpu", "writer-1ms").map_or("–".into(), fmt_ns),
-        read("seed", "writer-1ms").map_or("–".into(), fmt_ns),
-        read("rwlock", "writer-1ms").map_or("–".into(), fmt_ns),
+        "\nOnline-mems read side (ns per get+put, `online_mems_read`): asymmetric (the default) alone {} \
+         against `RwLock`'s read {} (goal ≤ 0.5×: {}); with a second reader {} (flat, goal ≤ {FLAT_GOAL}× \
+         alone: {}), `RwLock` {}; with a writer every ms {}. Per-CPU alone {}, with a second reader {}; \
+         seed alone {}, with a second reader {}.",
+        ns(read("asym", "alone")),
+        ns(read("rwlock", "alone")),
+        verdict(asym_vs_rwlock, 0.5),
+        ns(read("asym", "2readers")),
+        verdict(two_vs_one, FLAT_GOAL),
+        ns(read("rwlock", "2readers")),
+        ns(read("asym", "writer-1ms")),
+        ns(read("percpu", "alone")),
+        ns(read("percpu", "2readers")),
+        ns(read("seed", "alone")),
+        ns(read("seed", "2readers")),
     );
+    s.push_str(&render_scaling(&ts));
+    s
+}
+
+/// "Flat with two readers": the second reader may cost at most this factor.
+const FLAT_GOAL: f64 = 1.25;
+
+/// A fitted exponent at most this counts as O(n) or better (measurement noise on a loaded VM).
+const LINEAR_GOAL: f64 = 1.15;
+
+/// The scaling curves: (group, what n counts).
+const SCALING: &[(&str, &str)] = &[
+    ("create_destroy", "simulated nodes"),
+    ("offline_online", "caches"),
+];
+
+/// Least-squares slope of log(time) against log(n): time ∝ n^slope. `None` with fewer than two
+/// usable points.
+pub fn fitted_exponent(points: &[(f64, f64)]) -> Option<f64> {
+    let pts: Vec<(f64, f64)> = points
+        .iter()
+        .filter(|(n, t)| *n > 0.0 && *t > 0.0)
+        .map(|(n, t)| (n.ln(), t.ln()))
+        .collect();
+    if pts.len() < 2 {
+        return None;
+    }
+    let k = pts.len() as f64;
+    let (mx, my) = (
+        pts.iter().map(|p| p.0).sum::<f64>() / k,
+        pts.iter().map(|p| p.1).sum::<f64>() / k,
+    );
+    let sxx: f64 = pts.iter().map(|p| (p.0 - mx).powi(2)).sum();
+    let sxy: f64 = pts.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum();
+    (sxx > 0.0).then(|| sxy / sxx)
+}
+
+/// The scaling table: per curve, the time at the smallest and largest n, and the fitted exponent
+/// (≤ [`LINEAR_GOAL`]: O(n) or better).
+pub fn render_scaling(ts: &[GroupTable]) -> String {
+    let mut s = String::new();
+    let mut rows = Vec::new();
+    for (g, unit) in SCALING {
+        let Some(t) = ts.iter().find(|t| t.group == *g) else {
+            continue;
+        };
+        for c in &t.columns {
+            let pts: Vec<(f64, f64)> = t
+                .rows
+                .iter()
+                .filter_map(|r| Some((r.parse::<f64>().ok()?, t.get(r, c)?)))
+                .collect();
+            let (Some(first), Some(last)) = (pts.first(), pts.last()) else {
+                continue;
+            };
+            let e = fitted_exponent(&pts);
+            rows.push(format!(
+                "| `{g}` | {c} | {unit} {}–{} | {} → {} | {} | {} |",
+                first.0,
+                last.0,
+                fmt_ns(first.1),
+                fmt_ns(last.1),
+                e.map_or("–".into(), |e| format!("{e:.2}")),
+                match e {
+                    Some(e) if e <= LINEAR_GOAL => "O(n) or better",
+                    Some(_) => "worse than O(n)",
+                    None => "–",
+                }
+            ));
+        }
+    }
+    if rows.is_empty() {
+        return s;
+    }
+    let _ = writeln!(
+        s,
+        "\nScaling (time per operation against n; exponent: least-squares slope of log time on log n \
+         over every point, ≤ {LINEAR_GOAL} counts as O(n) or better):\n\n\
+         | curve | setup | n | time | exponent | verdict |\n| --- | --- | --- | --- | --- | --- |"
+    );
+    for r in rows {
+        s.push_str(&r);
+        s.push('\n');
+    }
     s
 }
 
@@ -798,7 +897,14 @@ mod tests {
             rec("pair_hot", "hotslab", "16-256", 4.0),
             rec("pair_hot", "mimalloc", "16-256", 5.0),
             rec("pair_hot", "system", "16-256", 6.0),
-            rec("online_mems_read", "percpu", "alone", 3.0),
+            rec("online_mems_read", "asym", "alone", 3.0),
+            rec("online_mems_read", "asym", "2readers", 3.3),
+            rec("online_mems_read", "rwlock", "alone", 10.0),
+            rec("create_destroy", "OnlineMems-asym", "1", 1000.0),
+            rec("create_destroy", "OnlineMems-asym", "64", 64_000.0),
+            rec("create_destroy", "OnlineMems-asym", "1024", 1_024_000.0),
+            rec("offline_online", "OnlineMems-asym", "1", 1000.0),
+            rec("offline_online", "OnlineMems-asym", "100", 1_000_000.0),
         ];
         let workload = vec![
             WorkloadRow {
@@ -827,7 +933,19 @@ mod tests {
             "{h}"
         );
         assert!(
-            h.contains("per-CPU alone 3.00 ns (goal ≤ 10 ns: met)"),
+            h.contains("alone 3.00 ns against `RwLock`'s read 10.00 ns (goal ≤ 0.5×: 0.30×, met)"),
+            "{h}"
+        );
+        assert!(
+            h.contains("with a second reader 3.30 ns (flat, goal ≤ 1.25× alone: 1.10×, met)"),
+            "{h}"
+        );
+        assert!(
+            h.contains("| `create_destroy` | OnlineMems-asym | simulated nodes 1–1024 | 1.00 µs → 1.02 ms | 1.00 | O(n) or better |"),
+            "{h}"
+        );
+        assert!(
+            h.contains("| `offline_online` | OnlineMems-asym | caches 1–100 | 1.00 µs → 1.00 ms | 1.50 | worse than O(n) |"),
             "{h}"
         );
         let inp = ReportInput {

@@ -1,5 +1,5 @@
-//! hotslab-hotplug: node state and its changes — the online-mems lock (seed and per-CPU designs behind one
-//! type), the node state masks, the memory notifier chain, and the hotplug domain with its simulated
+//! hotslab-hotplug: node state and its changes — the online-mems lock (seed, per-CPU and asymmetric designs
+//! behind one type), the node state masks, the memory notifier chain, and the hotplug domain with its simulated
 //! controller. It knows nothing of slabs; it depends only on `hotslab-numa` for node ids and masks.
 //!
 //! # Glossary (kernel → hotslab)
@@ -9,6 +9,7 @@
 //! | `mem_hotplug_begin()` / `mem_hotplug_done()` | [`OnlineMems::write`] (RAII) |
 //! | `mem_hotplug.active_writer` / `.refcount` | `SeedLock` in `online_mems.rs` |
 //! | `percpu_rw_semaphore mem_hotplug_lock` | `PerCpuLock` in `percpu.rs` ([`LockKind::PerCpu`]) |
+//! | the same with the fences moved to the writer (`membarrier`, userspace RCU style) | `AsymLock` in `asym.rs` ([`LockKind::Asymmetric`], the default) |
 //! | `node_states[N_POSSIBLE, N_ONLINE, N_MEMORY, N_NORMAL_MEMORY]` | [`NodeStates`] |
 //! | `register_memory_notifier` / `memory_notify` | [`NotifierChain`], [`HotplugDomain::register_notifier`] |
 //! | `MEM_GOING_ONLINE` … `MEM_CANCEL_OFFLINE` | [`MemoryEvent`] |
@@ -22,11 +23,13 @@
 
 #![warn(missing_docs)]
 
+pub mod asym;
 pub mod controller;
 // Documented by its own `//!` header: an outer doc comment here would make rustdoc resolve that
 // header's links from this module instead of from `linux`.
 #[cfg(all(target_os = "linux", not(loom)))]
 pub mod linux;
+pub mod membarrier;
 pub mod node_states;
 pub mod notifier;
 pub mod online_mems;

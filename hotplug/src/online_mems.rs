@@ -1,7 +1,9 @@
 //! The online-mems lock (`get_online_mems` / `mem_hotplug_begin`): the public `OnlineMems` type, its RAII
 //! guards and statistics, and the seed implementation (Linux 3.15's refcount + mutex scheme, writers
-//! serialised). The per-CPU implementation lives in `percpu.rs`; this file knows nothing of node masks.
+//! serialised). The per-CPU implementation lives in `percpu.rs`, the asymmetric one (the default) in
+//! `asym.rs`; this file knows nothing of node masks.
 
+use crate::asym::AsymLock;
 use crate::percpu::PerCpuLock;
 use crate::sync::atomic::{AtomicU64, Ordering};
 use crate::sync::{self, Condvar, Mutex, MutexGuard};
@@ -15,12 +17,33 @@ use std::sync::atomic::{AtomicU64 as StatU64, Ordering as StatOrdering};
 pub enum LockKind {
     /// The seed (Linux 3.15): `active_writer`, a mutex guarding `refcount`, the writer holds the mutex for
     /// the whole operation. Every reader takes the mutex briefly; readers nest because `refcount` counts.
-    #[default]
     Seed,
     /// In the style of the later per-CPU rw-semaphore (Linux 4.13+ `mem_hotplug_lock`): the read side
-    /// touches a striped counter only, unless a writer is pending. A per-thread read depth lets nested
-    /// readers and the active writer pass straight through.
+    /// touches a striped counter only (an atomic add and a SeqCst fence each way), unless a writer is
+    /// pending. A per-thread read depth lets nested readers and the active writer pass straight through.
     PerCpu,
+    /// The default: the per-CPU design with the fences moved to the writer. An outermost read stores the
+    /// lock's id into the calling thread's own record and runs a compiler fence (no atomic
+    /// read-modify-write, no fence instruction); the writer sets its flag, runs
+    /// `membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED)` and walks every thread's record. Nested reads touch
+    /// only thread-private memory. Without membarrier (old kernel, seccomp, `HOTSLAB_MEMBARRIER=0`) both
+    /// sides fall back to the per-CPU lock's SeqCst-fence pair.
+    #[default]
+    Asymmetric,
+}
+
+impl LockKind {
+    /// Every kind, for tests and tables.
+    pub const ALL: [LockKind; 3] = [LockKind::Seed, LockKind::PerCpu, LockKind::Asymmetric];
+
+    /// Short name (`seed`, `percpu`, `asym`), as the benches label them.
+    pub fn name(self) -> &'static str {
+        match self {
+            LockKind::Seed => "seed",
+            LockKind::PerCpu => "percpu",
+            LockKind::Asymmetric => "asym",
+        }
+    }
 }
 
 /// Counters of one lock instance (a snapshot; see [`OnlineMems::stats`]).
@@ -32,12 +55,13 @@ pub struct LockStats {
     pub writer_waits: u64,
     /// Total time writers spent waiting for readers to drain, in nanoseconds (0 under loom).
     pub writer_wait_ns: u64,
-    /// Read-side acquisitions that found the lock busy and blocked (seed: the mutex was held; per-CPU: a
-    /// writer was pending).
+    /// Read-side acquisitions that found the lock busy and blocked (seed: the mutex was held; per-CPU and
+    /// asymmetric: a writer was pending).
     pub reader_waits: u64,
     /// `put` calls without a matching `get`, warned about and repaired (ignored).
     pub put_without_get: u64,
-    /// Per-CPU only: outermost reads that found the thread's depth table full and were counted untracked.
+    /// Outermost reads counted untracked: per-CPU, the thread's depth table was full; asymmetric, no
+    /// per-thread record could be had (out of memory).
     pub depth_overflows: u64,
 }
 
@@ -255,6 +279,7 @@ impl SeedLock {
 enum Imp {
     Seed(SeedLock),
     PerCpu(PerCpuLock),
+    Asym(AsymLock),
 }
 
 /// The online-mems lock: a reader/writer scheme in which readers nest, the writer waits for readers to
@@ -268,7 +293,7 @@ enum Imp {
 /// ```
 /// use hotslab_hotplug::{LockKind, OnlineMems};
 ///
-/// for kind in [LockKind::Seed, LockKind::PerCpu] {
+/// for kind in LockKind::ALL {
 ///     let lock = OnlineMems::new(kind);
 ///     {
 ///         let _outer = lock.read(); // get_online_mems()
@@ -294,6 +319,7 @@ impl OnlineMems {
         let imp = match kind {
             LockKind::Seed => Imp::Seed(SeedLock::new()),
             LockKind::PerCpu => Imp::PerCpu(PerCpuLock::new()),
+            LockKind::Asymmetric => Imp::Asym(AsymLock::new()),
         };
         OnlineMems {
             imp,
@@ -306,41 +332,46 @@ impl OnlineMems {
         match self.imp {
             Imp::Seed(_) => LockKind::Seed,
             Imp::PerCpu(_) => LockKind::PerCpu,
+            Imp::Asym(_) => LockKind::Asymmetric,
         }
     }
 
+    #[inline]
     fn get_token(&self) -> ReadToken {
-        let me = sync::thread_id();
         match &self.imp {
-            Imp::Seed(l) => l.get(me, &self.stats),
-            Imp::PerCpu(l) => l.get(me, &self.stats),
+            // The asymmetric fast path needs no thread id (only its slow path checks for the writer).
+            Imp::Asym(l) => l.get(&self.stats),
+            Imp::Seed(l) => l.get(sync::thread_id(), &self.stats),
+            Imp::PerCpu(l) => l.get(sync::thread_id(), &self.stats),
         }
     }
 
     /// `get_online_mems()`: enter the read side. Pair with [`put`](Self::put); prefer [`read`](Self::read).
     ///
-    /// For [`LockKind::PerCpu`] the matching `put` must run on the same thread.
+    /// For [`LockKind::PerCpu`] and [`LockKind::Asymmetric`] the matching `put` must run on the same thread.
+    #[inline]
     pub fn get(&self) {
         let _ = self.get_token();
     }
 
     /// `put_online_mems()`: leave the read side. A `put` without a `get` is warned about (stderr), counted
     /// in [`LockStats::put_without_get`] and otherwise ignored.
+    #[inline]
     pub fn put(&self) {
-        let me = sync::thread_id();
         match &self.imp {
-            Imp::Seed(l) => l.put(me, &self.stats),
-            Imp::PerCpu(l) => l.put(me, &self.stats),
+            Imp::Asym(l) => l.put(&self.stats),
+            Imp::Seed(l) => l.put(sync::thread_id(), &self.stats),
+            Imp::PerCpu(l) => l.put(sync::thread_id(), &self.stats),
         }
     }
 
     /// Enter the read side for the guard's lifetime. While any read guard is held, no writer is inside;
     /// readers nest freely; the active writer's own reads pass straight through.
+    #[inline]
     pub fn read(&self) -> ReadGuard<'_> {
-        let token = self.get_token();
+        let counted = self.get_token() == ReadToken::Counted;
         ReadGuard {
-            lock: self,
-            token,
+            lock: counted.then_some(self),
             _not_send: PhantomData,
         }
     }
@@ -355,6 +386,7 @@ impl OnlineMems {
             _ if self.is_writer(me) => WriteInner::Nested,
             Imp::Seed(l) => WriteInner::Seed(Some(l.begin(me, &self.stats))),
             Imp::PerCpu(l) => WriteInner::PerCpu(Some(l.begin(me, &self.stats))),
+            Imp::Asym(l) => WriteInner::Asym(Some(l.begin(me, &self.stats))),
         };
         WriteGuard {
             lock: self,
@@ -371,6 +403,7 @@ impl OnlineMems {
             _ if self.is_writer(me) => WriteInner::Nested,
             Imp::Seed(l) => WriteInner::Seed(Some(l.try_begin(me, &self.stats)?)),
             Imp::PerCpu(l) => WriteInner::PerCpu(Some(l.try_begin(me, &self.stats)?)),
+            Imp::Asym(l) => WriteInner::Asym(Some(l.try_begin(me, &self.stats)?)),
         };
         Some(WriteGuard {
             lock: self,
@@ -383,6 +416,7 @@ impl OnlineMems {
         match &self.imp {
             Imp::Seed(l) => l.is_writer(me),
             Imp::PerCpu(l) => l.is_writer(me),
+            Imp::Asym(l) => l.is_writer(me),
         }
     }
 
@@ -405,6 +439,26 @@ impl OnlineMems {
     pub fn writer_waits(&self) -> u64 {
         self.stats.snapshot().writer_waits
     }
+
+    /// Mutation check of the loom models only (`tests/loom_asym.rs`): breaks one step of the asymmetric
+    /// protocol in this lock (no effect on the other kinds), so that the models can show they catch it.
+    #[cfg(loom)]
+    #[doc(hidden)]
+    pub fn mutation_asym(&self, m: crate::asym::AsymMutation) {
+        if let Imp::Asym(l) = &self.imp {
+            l.set_mutation(m);
+        }
+    }
+
+    /// loom models only: whether this asymmetric lock runs as if membarrier were available (the
+    /// default) or in the SeqCst-fence fallback. Set before the lock is shared.
+    #[cfg(loom)]
+    #[doc(hidden)]
+    pub fn loom_membarrier(&self, available: bool) {
+        if let Imp::Asym(l) = &self.imp {
+            l.set_loom_membarrier(available);
+        }
+    }
 }
 
 impl Default for OnlineMems {
@@ -426,24 +480,27 @@ impl core::fmt::Debug for OnlineMems {
 /// belongs to the thread that took it.
 #[must_use = "the read side is released when the guard is dropped"]
 pub struct ReadGuard<'a> {
-    lock: &'a OnlineMems,
-    token: ReadToken,
+    /// The lock to release, or `None` if the guard passed through (taken by the active writer). One
+    /// pointer: a separate token byte next to it made every guard that went through memory (a
+    /// `black_box`, a spill) pay a store-forwarding stall when its drop reloaded both.
+    lock: Option<&'a OnlineMems>,
     _not_send: PhantomData<*const ()>,
 }
 
 impl ReadGuard<'_> {
     /// Did this guard pass straight through because its thread was the active writer?
     pub fn is_writer_passthrough(&self) -> bool {
-        self.token == ReadToken::Writer
+        self.lock.is_none()
     }
 }
 
 impl Drop for ReadGuard<'_> {
+    #[inline]
     fn drop(&mut self) {
         // A guard taken by the active writer took nothing, so it releases nothing, even if it outlives the
         // write guard (a raw `put` would then be a put without a get).
-        if self.token == ReadToken::Counted {
-            self.lock.put();
+        if let Some(lock) = self.lock {
+            lock.put();
         }
     }
 }
@@ -460,6 +517,7 @@ enum WriteInner<'a> {
     Nested,
     Seed(Option<SeedWrite<'a>>),
     PerCpu(Option<crate::percpu::PerCpuWrite<'a>>),
+    Asym(Option<crate::asym::AsymWrite<'a>>),
 }
 
 /// RAII write side of an [`OnlineMems`] (`mem_hotplug_begin` .. `mem_hotplug_done`). Not `Send`.
@@ -486,6 +544,11 @@ impl Drop for WriteGuard<'_> {
                 }
             }
             (Imp::PerCpu(l), WriteInner::PerCpu(w)) => {
+                if let Some(w) = w.take() {
+                    l.done(w);
+                }
+            }
+            (Imp::Asym(l), WriteInner::Asym(w)) => {
                 if let Some(w) = w.take() {
                     l.done(w);
                 }

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, Weak};
 use std::thread;
 
-const KINDS: [LockKind; 2] = [LockKind::Seed, LockKind::PerCpu];
+const KINDS: [LockKind; 3] = LockKind::ALL;
 
 fn n(id: u16) -> NodeId {
     NodeId::new(id)

@@ -1,4 +1,4 @@
-//! Multi-thread tests of the online-mems lock rules, run for both lock kinds: nesting, exclusion, drain,
+//! Multi-thread tests of the online-mems lock rules, run for every lock kind: nesting, exclusion, drain,
 //! the writer's own reads, put-without-get repair, writer serialisation. Synchronisation is by barriers,
 //! channels and observed lock state (counters), never by sleeping. Owns no library code.
 #![cfg(not(loom))]
@@ -341,10 +341,123 @@ macro_rules! lock_tests {
 
 lock_tests!(seed, LockKind::Seed);
 lock_tests!(percpu, LockKind::PerCpu);
+lock_tests!(asym, LockKind::Asymmetric);
 
 #[test]
-fn default_kind_is_seed() {
-    assert_eq!(OnlineMems::default().kind(), LockKind::Seed);
+fn default_kind_is_asymmetric() {
+    assert_eq!(OnlineMems::default().kind(), LockKind::Asymmetric);
+    assert_eq!(LockKind::default(), LockKind::Asymmetric);
+}
+
+/// Asymmetric only: a thread inside more distinct locks than one record has slots chains a second
+/// record; every read is tracked (no untracked reads), released, and nested reads still pass.
+#[test]
+fn asym_many_locks_chain_records() {
+    let locks: Vec<OnlineMems> = (0..19)
+        .map(|_| OnlineMems::new(LockKind::Asymmetric))
+        .collect();
+    let guards: Vec<_> = locks.iter().map(|l| l.read()).collect();
+    let nested: Vec<_> = locks.iter().rev().map(|l| l.read()).collect();
+    for l in &locks {
+        assert_eq!(l.stats().depth_overflows, 0);
+    }
+    // A writer on another thread waits for this thread's reads (checked on one lock: it must block).
+    let entered = AtomicBool::new(false);
+    thread::scope(|s| {
+        let w = s.spawn(|| {
+            let _w = locks[17].write();
+            entered.store(true, Relaxed);
+        });
+        spin_until(|| locks[17].stats().writer_waits >= 1);
+        assert!(!entered.load(Relaxed));
+        drop(nested);
+        assert!(!entered.load(Relaxed), "a nested release let the writer in");
+        drop(guards);
+        w.join().unwrap();
+    });
+    assert!(entered.load(Relaxed));
+    thread::scope(|s| {
+        for l in &locks {
+            s.spawn(move || drop(l.write()));
+        }
+    });
+    for (i, l) in locks.iter().enumerate() {
+        assert_eq!(l.stats().writer_waits, u64::from(i == 17), "lock {i}");
+        assert_eq!(l.stats().put_without_get, 0);
+    }
+}
+
+/// Asymmetric only: threads that exit give their records back, and new threads reuse them, so thread
+/// churn does not grow the registry (each round of 8 short-lived readers reuses the last round's).
+#[test]
+fn asym_records_are_recycled_at_thread_exit() {
+    let lock = Arc::new(OnlineMems::new(LockKind::Asymmetric));
+    let round = |lock: &Arc<OnlineMems>| {
+        let b = Arc::new(Barrier::new(8));
+        let hs: Vec<_> = (0..8)
+            .map(|_| {
+                let (lock, b) = (lock.clone(), b.clone());
+                thread::spawn(move || {
+                    let _r = lock.read();
+                    b.wait(); // all 8 hold a record at once
+                })
+            })
+            .collect();
+        for h in hs {
+            h.join().unwrap();
+        }
+    };
+    round(&lock);
+    let (made, _) = hotslab_hotplug::asym::thread_records();
+    for _ in 0..20 {
+        round(&lock);
+    }
+    let (made_after, _) = hotslab_hotplug::asym::thread_records();
+    // Other tests of this binary run concurrently and may claim records too, but 160 thread starts
+    // with no recycling would need at least 160 more.
+    assert!(
+        made_after < made + 160,
+        "records are not recycled: {made} -> {made_after}"
+    );
+    drop(lock.write());
+    assert_eq!(lock.stats().writer_waits, 0);
+}
+
+/// Asymmetric only: a writer waiting for a reader thread that leaves the read side and exits gets in,
+/// and the exited thread's record (now free, possibly reused) does not hold it off.
+#[test]
+fn asym_reader_exit_while_writer_waits() {
+    let lock = Arc::new(OnlineMems::new(LockKind::Asymmetric));
+    let (inside_tx, inside_rx) = mpsc::channel();
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let reader = {
+        let lock = lock.clone();
+        thread::spawn(move || {
+            let r = lock.read();
+            inside_tx.send(()).unwrap();
+            go_rx.recv().unwrap();
+            drop(r);
+        })
+    };
+    inside_rx.recv().unwrap();
+    let writer = {
+        let lock = lock.clone();
+        thread::spawn(move || drop(lock.write()))
+    };
+    spin_until(|| lock.stats().writer_waits >= 1);
+    go_tx.send(()).unwrap();
+    reader.join().unwrap();
+    writer.join().unwrap();
+    // A new thread (likely on the recycled record) reads and writes freely.
+    let lock2 = lock.clone();
+    thread::spawn(move || {
+        drop(lock2.read());
+        drop(lock2.write());
+    })
+    .join()
+    .unwrap();
+    assert_eq!(lock.stats().writes, 2);
+    assert_eq!(lock.stats().put_without_get, 0);
 }
 
 /// Per-CPU only: a thread holding the read side of more distinct locks than its depth table has slots

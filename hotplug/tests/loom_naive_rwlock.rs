@@ -121,10 +121,10 @@ fn naive_rwlock_without_nesting_completes() {
     });
 }
 
-/// The same nested schedule on the real lock, both kinds: completes. Preemption bound 2.
+/// The same nested schedule on the real lock, every kind: completes. Preemption bound 2.
 #[test]
 fn online_mems_survives_the_same_schedule() {
-    for kind in [LockKind::Seed, LockKind::PerCpu] {
+    for kind in LockKind::ALL {
         model(2, move || {
             let lock = Arc::new(OnlineMems::new(kind));
             let reader = {

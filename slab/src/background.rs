@@ -75,7 +75,7 @@ pub(crate) fn after_fork_child() {
     if STATE.load(Ordering::Relaxed) != OFF {
         STATE.store(IDLE, Ordering::Relaxed);
     }
-    SLEEP.store(0, Ordering::Relaxed);
+    SLEEP.reset();
 }
 
 /// [`maybe_start`] for the default domain, if it exists: one relaxed load when the thread runs
@@ -195,53 +195,16 @@ fn reclaim_heaps(d: &crate::SlabDomain) {
 }
 
 /// Sleeps `ms` (`u64::MAX`: forever) unless a part or the large tier gets something to purge
-/// meanwhile (Dekker with `mem::ring_purge_bell`: announce the sleep, then look again). True
-/// if the whole time passed with nothing new.
+/// meanwhile (the doorbell's Dekker pair with `mem::ring_purge_bell`: announce the sleep, fence,
+/// then look again; `doorbell.rs`). True if the whole time passed with nothing new.
 fn nap(ms: u64) -> bool {
-    SLEEP.store(1, Ordering::SeqCst);
-    let quiet = || {
+    SLEEP.nap(ms, || {
         crate::global::default_domain().is_none_or(|d| d.sweep.due() == u64::MAX)
             && crate::kmalloc::LARGE.next_due() == u64::MAX
-    };
-    if !quiet() {
-        SLEEP.store(0, Ordering::Relaxed);
-        return false;
-    }
-    sleep_on_bell(ms);
-    // A ring cleared the word; a timeout left it set.
-    SLEEP.swap(0, Ordering::Relaxed) == 1 && quiet()
+    })
 }
 
 /// Sleeps `ms` milliseconds on the bell word while it reads 0 (a timed wait nobody cuts short).
 fn sleep(ms: u64) {
-    futex_wait(0, ms);
-}
-
-/// Waits on the bell word while it reads 1, for `ms` (`u64::MAX`: until rung).
-fn sleep_on_bell(ms: u64) {
-    futex_wait(1, ms);
-}
-
-/// FUTEX_WAIT on the bell word expecting `val`, for `ms` milliseconds (`u64::MAX`: no timeout).
-fn futex_wait(val: u32, ms: u64) {
-    // SAFETY: an all-zero timespec is valid; the fields are set below (their types differ
-    // between C libraries, hence the inferred casts).
-    let mut ts: libc::timespec = unsafe { core::mem::zeroed() };
-    ts.tv_sec = (ms / 1000).min(i32::MAX as u64) as _;
-    ts.tv_nsec = ((ms % 1000) * 1_000_000) as _;
-    let tp = if ms == u64::MAX {
-        core::ptr::null()
-    } else {
-        &ts as *const libc::timespec
-    };
-    // SAFETY: FUTEX_WAIT reads the live 4-byte word; `tp` is null or a valid relative timeout.
-    unsafe {
-        libc::syscall(
-            libc::SYS_futex,
-            SLEEP.as_ptr(),
-            libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
-            val,
-            tp,
-        );
-    }
+    SLEEP.sleep(ms);
 }

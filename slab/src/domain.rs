@@ -62,7 +62,8 @@ impl LockingMode {
 pub struct DomainConfig {
     /// Locking mode.
     pub mode: LockingMode,
-    /// Online-mems lock implementation (for domains that build their own hotplug domain).
+    /// Online-mems lock implementation (for domains that build their own hotplug domain); default
+    /// [`LockKind::default`] (the asymmetric lock).
     pub lock_kind: LockKind,
     /// How long a refusable offline waits for live objects on the node to be freed.
     pub drain_timeout: Duration,
@@ -79,7 +80,7 @@ impl Default for DomainConfig {
     fn default() -> Self {
         DomainConfig {
             mode: LockingMode::OnlineMems,
-            lock_kind: LockKind::Seed,
+            lock_kind: LockKind::default(),
             drain_timeout: Duration::from_millis(100),
             kmalloc: true,
             purge_delay: Duration::ZERO,
@@ -377,7 +378,16 @@ impl SlabDomain {
         config: DomainConfig,
     ) -> Result<SlabDomain, DomainError> {
         let topo = topology.get();
-        let nr = topo.nodes().iter().last().map_or(1, |n| n.index() + 1);
+        // Per-node tables cover every node the hotplug domain may give memory, not only the
+        // topology's: a shared hotplug domain can be wider (a node beyond the tables would get no
+        // part at create or GOING_ONLINE, breaking I1). Nodes outside the topology have no real
+        // node behind their arena (memory from the default policy).
+        let nr = topo
+            .nodes()
+            .union(&hotplug.get().states.possible())
+            .iter()
+            .last()
+            .map_or(1, |n| n.index() + 1);
         let arenas = meta_alloc(Layout::array::<NodeArena>(nr).map_err(|_| DomainError::NoMemory)?)
             .cast::<NodeArena>();
         if arenas.is_null() {

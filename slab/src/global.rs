@@ -173,7 +173,7 @@ fn build() -> bool {
         crate::knobs::topology_into(&mut *topo);
         let topo: &'static Topology = &*topo;
         let initial = initial_states(topo);
-        (*HOTPLUG.0.get()).write(HotplugDomain::with_states(initial, LockKind::Seed));
+        (*HOTPLUG.0.get()).write(HotplugDomain::with_states(initial, LockKind::default()));
         let hp: &'static HotplugDomain = (*HOTPLUG.0.get()).assume_init_ref();
         let mut config = DomainConfig::default();
         crate::knobs::apply(&mut config);

@@ -209,6 +209,7 @@ mod background;
 mod cache;
 mod debug;
 mod domain;
+mod doorbell;
 mod follow;
 #[cfg(not(loom))]
 mod fork;
@@ -239,6 +240,13 @@ pub use debug::{DebugFlags, POISON_END, POISON_FREE, QUARANTINE_SLOTS, RED_ACTIV
 #[cfg(loom)]
 #[doc(hidden)]
 pub use domain::HeapMutation;
+/// loom builds only: the purge doorbell's protocol over loom stand-ins (`tests/loom_doorbell.rs`).
+#[cfg(loom)]
+#[doc(hidden)]
+pub mod loom_doorbell {
+    pub use crate::doorbell::loom_model::{LoomFutex, PurgeModel};
+    pub use crate::doorbell::BellMutation;
+}
 pub use domain::{DomainConfig, InvariantReport, LockingMode, SlabDomain, Violations};
 #[cfg(not(loom))]
 pub use fork::{fork_stats, install_fork_handlers, ForkStats};

@@ -62,13 +62,7 @@ impl Sweep {
     /// A part's empties are due for purging at `at` (ms).
     #[inline]
     pub(crate) fn note(&self, at: u64) {
-        let was = self.due.load(Ordering::Relaxed);
-        if at < was {
-            self.due.fetch_min(at, Ordering::Relaxed);
-            if was == u64::MAX {
-                crate::mem::ring_purge_bell();
-            }
-        }
+        crate::doorbell::note_deadline(&self.due, at, crate::mem::ring_purge_bell);
     }
 
     /// The earliest noted deadline (ms), `u64::MAX` if none.

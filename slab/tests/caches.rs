@@ -574,3 +574,34 @@ fn remote_frees_of_resting_slabs_are_reaped_without_shrink() {
         c.free(p).unwrap();
     }
 }
+
+/// A hotplug domain wider than the topology (here 300 nodes with memory over a 2-node topology, as the
+/// create+destroy benches use past the topology's 128 slots): per-node tables cover every node the
+/// hotplug domain has, so create gives each a part (I1), offline retires one and online brings it back.
+/// (A node outside the topology has no slot for allocations aimed at it: `alloc_node` refuses it.)
+#[test]
+fn hotplug_domain_wider_than_the_topology() {
+    use hotslab::hotplug_api::{HotplugDomain, LockKind};
+    use hotslab::numa::{NodeMask, Topology};
+    use hotslab::PartState;
+    let wide: NodeMask = (0..300u16).map(NodeId::new).collect();
+    for kind in LockKind::ALL {
+        let hp = Arc::new(HotplugDomain::new(wide, wide, kind));
+        let topo = Topology::simulated(2).unwrap();
+        let d = SlabDomain::new(topo, hp, quiet()).unwrap();
+        let c = d.create_cache(CacheConfig::new("wide", 64)).unwrap();
+        let rep = d.check_invariants();
+        assert!(rep.ok(), "{kind:?}: {rep:?}");
+        assert_eq!(c.part_state(n(299)), Some(PartState::Live));
+        // No topology slot: an explicit allocation there is refused; near-thread allocation works.
+        assert!(c.alloc_node(n(250)).is_err());
+        let p = c.alloc().unwrap();
+        c.free(p).unwrap();
+        d.offline_node(n(299)).unwrap();
+        assert_ne!(c.part_state(n(299)), Some(PartState::Live));
+        d.online_node(n(299)).unwrap();
+        assert_eq!(c.part_state(n(299)), Some(PartState::Live));
+        assert!(d.check_invariants().ok());
+        c.destroy().unwrap();
+    }
+}

@@ -159,28 +159,19 @@ impl Drop for RawLockGuard<'_> {
 }
 
 /// The purge doorbell: the word the default domain's background purger (background.rs) sleeps
-/// on; 1 while it sleeps with nothing pending, else 0.
-pub(crate) static PURGE_BELL: AtomicU32 = AtomicU32::new(0);
+/// on; 1 while it sleeps with nothing pending, else 0. The protocol is `doorbell.rs`'s.
+pub(crate) static PURGE_BELL: crate::doorbell::Doorbell<AtomicU32> =
+    crate::doorbell::Doorbell::new(AtomicU32::new(0));
 
 /// Something became due for a purge (a part's empties or the large tier's dirty spans): wakes
-/// the background purger if it sleeps with nothing pending. One relaxed load otherwise; any
-/// context (a lock may be held); never changes `errno`. Callers ring on a transition (nothing
-/// was pending before), not per operation: the fence pairs with the purger's SeqCst store
-/// before it re-checks for work (if it missed our work, we see its flag).
+/// the background purger if it sleeps with nothing pending. One fence and one relaxed load
+/// otherwise; any context (a lock may be held); never changes `errno`. Callers ring on a
+/// transition (nothing was pending before), not per operation, after their deadline is
+/// visible: the fence pairs with the purger's before it re-checks for work (if it missed our
+/// work, we see its flag).
 #[inline]
 pub(crate) fn ring_purge_bell() {
-    std::sync::atomic::fence(Ordering::SeqCst);
-    if PURGE_BELL.load(Ordering::Relaxed) != 0 {
-        ring_slow();
-    }
-}
-
-#[cold]
-fn ring_slow() {
-    if PURGE_BELL.swap(0, Ordering::SeqCst) != 0 {
-        let _e = KeepErrno::new();
-        futex_wake(&PURGE_BELL);
-    }
+    PURGE_BELL.ring();
 }
 
 #[cfg(target_os = "linux")]
