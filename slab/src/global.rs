@@ -371,6 +371,10 @@ impl SlabAlloc {
     pub fn malloc_fast(&self, size: usize) -> *mut u8 {
         if size <= crate::kmalloc::C_SMALL_MAX {
             crate::heap::kmalloc_fast_word(crate::kmalloc::c_word(size))
+        } else if size <= crate::kmalloc::KMALLOC_MAX {
+            // Above 1 KiB every class size is a multiple of 128, so the plain class is 16-byte
+            // aligned; it is computed (a bit scan), not looked up.
+            crate::heap::kmalloc_fast(crate::kmalloc::class_above_small(size))
         } else {
             ptr::null_mut()
         }
@@ -399,7 +403,7 @@ impl SlabAlloc {
     /// C `realloc` fast path for a slab object: in place when the new size still fits its slot
     /// (and would not fit a class half as big), else a new block from the fast path, a copy, and
     /// the old block freed. Null when nothing was done and the caller must take the full path
-    /// (large objects, debug slabs, a bad pointer, an empty slab, sizes above 1 KiB). `errno` is
+    /// (large objects, debug slabs, a bad pointer, an empty slab, sizes above the largest class). `errno` is
     /// left alone.
     ///
     /// # Safety

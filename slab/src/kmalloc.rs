@@ -190,6 +190,17 @@ pub(crate) static C_RANGE: [(u8, u8); NCLASSES] = {
     r
 };
 
+/// The class of a size in `(C_SMALL_MAX, KMALLOC_MAX]`: [`class_of`] without its small-size and
+/// range branches (the caller has tested the range).
+#[inline(always)]
+pub(crate) fn class_above_small(size: usize) -> usize {
+    debug_assert!(size > C_SMALL_MAX && size <= KMALLOC_MAX);
+    let m = size - 1;
+    let b = (usize::BITS - m.leading_zeros()) as usize; // bit length of size-1, >= 11
+    let sub = (m >> (b - 3)) & 3;
+    8 + (b - 7) * 4 + sub
+}
+
 /// The class of a C `malloc(size)`, `size <= C_SMALL_MAX` (the fast path indexes a heap's word table
 /// directly; the tests check the two agree).
 #[cfg(test)]
@@ -561,6 +572,15 @@ mod tests {
                 w >= first as usize && w < first as usize + n as usize,
                 "size {size}"
             );
+        }
+    }
+
+    #[test]
+    fn classes_above_small_match_class_of_and_are_16_byte_aligned() {
+        for size in C_SMALL_MAX + 1..=KMALLOC_MAX {
+            let c = class_above_small(size);
+            assert_eq!(Some(c), class_of(size), "size {size}");
+            assert_eq!(class_size(c) % 16, 0, "size {size}");
         }
     }
 
