@@ -1053,8 +1053,12 @@ unsafe fn after_local_free_inner(s: &Slab, r: AfterFree) {
                 tc.avail.push_back(sp, HeapQueue::Avail);
             }
         }
-        AfterFree::Empty if s.queue.get() == HeapQueue::Avail && tc.avail.len() > 1 => {
-            // An empty slab beyond the current one and one spare: back to the part (taking its
+        AfterFree::Empty
+            if s.queue.get() == HeapQueue::Avail && (tc.avail.len() > 1 || s.units > 1) =>
+        {
+            // An empty slab beyond the current one and one spare (no spare for multi-unit
+            // slabs, whose idle span would pin up to 1 MiB per class and thread, where the
+            // part's empty list shares it with every thread): back to the part (taking its
             // list lock inside the busy section is safe: its holders never wait for a heap).
             // Giving memory back may make a system call: errno stays as the caller left it.
             let _e = crate::mem::KeepErrno::new();
@@ -1224,6 +1228,19 @@ unsafe fn locked_refill(
     ptr::null_mut()
 }
 
+/// How many never-used objects a refill carves: at least [`CARVE_BATCH`] small objects (a page's
+/// worth of the smallest), but only 32 KiB worth of large ones, at least 4: carving writes a
+/// free pointer into each object, faulting its page in, and a slab of large objects that is
+/// carved whole holds pages the program may never use.
+#[inline]
+fn carve_batch(stride: u32) -> u32 {
+    if stride <= 512 {
+        CARVE_BATCH.max(4096 / stride)
+    } else {
+        (32768 / stride).clamp(4, CARVE_BATCH)
+    }
+}
+
 /// Owner: the slab's pop list, its local and remote lists, or fresh objects; pops one.
 ///
 /// # Safety
@@ -1237,7 +1254,7 @@ unsafe fn refill_from(cache: &CacheInner, s: &Slab) -> *mut u8 {
             return obj;
         }
         if !s.refill() && s.bump.get() < s.capacity {
-            let batch = CARVE_BATCH.max(4096 / s.stride);
+            let batch = carve_batch(s.stride);
             s.carve(batch, cache.ctor);
         }
         s.pop()
