@@ -9,7 +9,7 @@
 //! | default, local | the CPU's node (or the nearest allowed node with memory) |
 //! | preferred, preferred-many | the policy's nodes (nearest first, tier-first order), then the other allowed nodes |
 //! | bind | the policy's nodes only (nearest first) |
-//! | interleave | the policy's nodes in turn, one slab each |
+//! | interleave | the policy's nodes in turn, one slab each (each thread starting one node after the thread before) |
 //! | weighted interleave | the policy's nodes in turn, `weight` slabs each (`/sys/kernel/mm/mempolicy/weighted_interleave/nodeN`) |
 //!
 //! The weights are read once per process (again after a [`refresh_mempolicy`]).
@@ -396,6 +396,9 @@ pub(crate) fn alloc_order(d: &SlabDomain, want: Option<NodeId>, out: &mut [NodeI
     k
 }
 
+/// Where the next thread's interleaving starts (an index into the policy's live nodes).
+static INTERLEAVE_START: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 /// The next interleave node after the thread's last one (weighted: after `weight` slabs there).
 fn next_interleave(
     d: &SlabDomain,
@@ -420,11 +423,18 @@ fn next_interleave(
     }
     let ids = &mut ids[..m];
     ids.sort_unstable();
-    let pick = ids
-        .iter()
-        .copied()
-        .find(|v| st.last == u16::MAX || v.0 > st.last)
-        .unwrap_or(ids[0]);
+    let pick = if st.last == u16::MAX {
+        // A thread's first interleaved slab: each thread starts one node further than the
+        // thread before, so that size classes which get a single slab per thread still spread
+        // over the nodes across threads (with every thread starting at the lowest node, those
+        // all landed on one node).
+        ids[INTERLEAVE_START.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % ids.len()]
+    } else {
+        ids.iter()
+            .copied()
+            .find(|v| v.0 > st.last)
+            .unwrap_or(ids[0])
+    };
     let w = match mode {
         PolicyMode::WeightedInterleave => weight(id_of(d, st, pick)),
         _ => 1,
