@@ -7,6 +7,7 @@
 //! `HOTSLAB_QEMU=1 cargo test --manifest-path qemu/Cargo.toml --release -- --ignored --nocapture`.
 
 pub mod cpio;
+pub mod guestkit;
 pub mod host;
 pub mod protocol;
 pub mod qmp;
