@@ -745,6 +745,44 @@ pub fn follow<T>(target: T, config: FollowConfig) -> io::Result<FollowerHandle>
 where
     T: FollowTarget + Send + 'static,
 {
+    let (mut handle, task) = follow_task(target, config)?;
+    let thread = std::thread::Builder::new()
+        .name("hotslab-hotplug".into())
+        .spawn(move || task.run())?;
+    handle.thread = Some(thread);
+    Ok(handle)
+}
+
+/// A follower ready to run on a thread the caller provides ([`follow_task`]).
+pub struct FollowerTask<T: FollowTarget> {
+    worker: Worker<T>,
+}
+
+impl<T: FollowTarget> core::fmt::Debug for FollowerTask<T> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("FollowerTask").finish_non_exhaustive()
+    }
+}
+
+impl<T: FollowTarget> FollowerTask<T> {
+    /// Runs the event loop on the calling thread until its handle is dropped or stopped (or the
+    /// event source fails: the error is in the last status).
+    pub fn run(self) {
+        self.worker.run();
+    }
+}
+
+/// [`follow`] without the thread: opens the event source, scans and reconciles on the calling
+/// thread, and returns the handle with the loop to run ([`FollowerTask::run`]) on a thread of the
+/// caller's making (an allocator that must create its threads itself). Dropping the handle stops
+/// the loop but does not wait for it.
+pub fn follow_task<T>(
+    target: T,
+    config: FollowConfig,
+) -> io::Result<(FollowerHandle, FollowerTask<T>)>
+where
+    T: FollowTarget,
+{
     let socket = match config.source {
         UeventSource::Netlink => Some(EventSocket::netlink(config.recv_buffer)?),
         UeventSource::Datagram(s) => Some(EventSocket::datagram(s.into())?),
@@ -766,13 +804,13 @@ where
         rescan_interval: config.rescan_interval.max(Duration::from_millis(1)),
         settle: config.settle,
     };
-    let thread = std::thread::Builder::new()
-        .name("hotslab-hotplug".into())
-        .spawn(move || worker.run())?;
-    Ok(FollowerHandle {
-        shared,
-        thread: Some(thread),
-    })
+    Ok((
+        FollowerHandle {
+            shared,
+            thread: None,
+        },
+        FollowerTask { worker },
+    ))
 }
 
 struct Worker<T: FollowTarget> {

@@ -125,6 +125,10 @@ pub enum CacheError {
     InteriorPointer(usize),
     /// The node is not part of the domain's topology.
     UnknownNode(u16),
+    /// The calling thread's cpuset does not allow the node (`mems_allowed`; `mbind` there
+    /// would fail with `EINVAL`). Only domains with task placement check
+    /// ([`SlabDomain::set_task_placement`](crate::SlabDomain::set_task_placement)).
+    NodeNotAllowed(u16),
     /// Destroy found live objects: the cache is kept (leaked on purpose), not freed.
     LiveObjects {
         /// Cache name.
@@ -148,6 +152,9 @@ impl fmt::Display for CacheError {
                 write!(f, "pointer {p:#x} is not the start of an object")
             }
             CacheError::UnknownNode(n) => write!(f, "node {n} is not in the topology"),
+            CacheError::NodeNotAllowed(n) => {
+                write!(f, "node {n} is not in this thread's cpuset (mems_allowed)")
+            }
             CacheError::LiveObjects { name, count } => {
                 write!(
                     f,
@@ -927,11 +934,16 @@ impl KmemCache {
     }
 
     /// Allocates one object on node `nid` (falling back by distance when that node cannot serve,
-    /// as `kmem_cache_alloc_node` does).
+    /// as `kmem_cache_alloc_node` does). Errors: [`CacheError::UnknownNode`] for a node outside
+    /// the topology, [`CacheError::NodeNotAllowed`] for one outside the calling thread's cpuset
+    /// (domains with task placement, such as the default domain).
     pub fn alloc_node(&self, nid: NodeId) -> Result<NonNull<u8>, CacheError> {
         let c = self.live()?;
         if !self.domain().topology().nodes().test(nid) {
             return Err(CacheError::UnknownNode(nid.0));
+        }
+        if !crate::placement::node_allowed(self.domain(), nid) {
+            return Err(CacheError::NodeNotAllowed(nid.0));
         }
         NonNull::new(thread::alloc_node(c, nid)).ok_or_else(|| self.why_null())
     }

@@ -328,9 +328,8 @@ fn alloc_on(c: &CacheInner, want: Option<NodeId>, bits: u32) -> *mut u8 {
     if c.is_dead() {
         return ptr::null_mut();
     }
-    let start = want.unwrap_or_else(|| c.domain().local_node());
     let mut order = [NodeId::new(0); 64];
-    let n = c.domain().fallback(start, &mut order);
+    let n = c.domain().alloc_order(want, &mut order);
     for &nid in &order[..n] {
         let Some(part) = c.part_for_alloc(nid) else {
             continue;

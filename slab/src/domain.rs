@@ -272,6 +272,8 @@ pub struct SlabDomain {
     /// The purge sweep over the kmalloc caches' parts (sweep.rs).
     pub(crate) sweep: crate::sweep::Sweep,
     skip_read_side: StdAtomicBool,
+    /// Place slabs by the calling thread's memory policy and cpuset (`placement.rs`).
+    task_placement: StdAtomicBool,
     /// Loom models only: the heap-protocol mutation switched on ([`HeapMutation`] as a byte).
     #[cfg(loom)]
     heap_mutation: std::sync::atomic::AtomicU8,
@@ -407,6 +409,7 @@ impl SlabDomain {
                 crate::kmalloc::NCLASSES],
             sweep: crate::sweep::Sweep::new(),
             skip_read_side: StdAtomicBool::new(false),
+            task_placement: StdAtomicBool::new(false),
             #[cfg(loom)]
             heap_mutation: std::sync::atomic::AtomicU8::new(HeapMutation::None as u8),
             slab_nodes_view: {
@@ -472,7 +475,12 @@ impl SlabDomain {
     pub(crate) fn arena_alloc(&self, nid: NodeId, units: usize) -> Option<NonNull<u8>> {
         match self.arena(nid)?.alloc_units(&self.pages, units) {
             Ok(p) => Some(p),
-            Err(ArenaError::NodeGone) | Err(_) => None,
+            Err(ArenaError::NodeGone) => {
+                // EINVAL from mbind: the node is gone, or the cpuset no longer allows it.
+                crate::placement::bind_refused();
+                None
+            }
+            Err(_) => None,
         }
     }
 
@@ -493,10 +501,27 @@ impl SlabDomain {
             .sum()
     }
 
-    /// Node of the calling thread.
+    /// Whether new slabs follow the calling thread's memory policy and cpuset (the default
+    /// domain does), rather than the CPU's node and the distance order.
+    pub fn task_placement(&self) -> bool {
+        self.task_placement.load(StdOrdering::Relaxed)
+    }
+
+    /// Makes new slabs (and large objects) of this domain follow the calling thread's memory
+    /// policy (`get_mempolicy`: bind and preferred nodes, interleave in turn) and never go to a
+    /// node outside its cpuset's `mems_allowed`; `alloc_node` on such a node then fails with
+    /// [`CacheError::NodeNotAllowed`](crate::CacheError::NodeNotAllowed). The process-wide
+    /// default domain has it on; domains built by hand start with it off (the CPU's node first,
+    /// then by distance). See [`refresh_mempolicy`](crate::refresh_mempolicy).
+    pub fn set_task_placement(&self, on: bool) {
+        self.task_placement.store(on, StdOrdering::Relaxed);
+    }
+
+    /// The nodes to try, in order, for the calling thread's next slab (`want`: an explicit
+    /// node); see `placement::alloc_order`.
     #[inline]
-    pub(crate) fn local_node(&self) -> NodeId {
-        self.topology().current_node()
+    pub(crate) fn alloc_order(&self, want: Option<NodeId>, out: &mut [NodeId]) -> usize {
+        crate::placement::alloc_order(self, want, out)
     }
 
     /// Fallback order from `start` (the topology's distance order).

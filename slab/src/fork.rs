@@ -358,6 +358,7 @@ unsafe extern "C" fn parent() {
 unsafe extern "C" fn child() {
     CHILDREN.fetch_add(1, StdOrdering::Relaxed);
     crate::background::after_fork_child();
+    crate::follow::after_fork_child();
     crate::publish::after_fork_child();
     // SAFETY: the child's only thread is the one that forked, after prepare.
     let h = unsafe { &mut *HELD.0.get() };

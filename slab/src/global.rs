@@ -172,13 +172,7 @@ fn build() -> bool {
         crate::knobs::read();
         crate::knobs::topology_into(&mut *topo);
         let topo: &'static Topology = &*topo;
-        let nodes = topo.nodes();
-        let initial = NodeStateSnapshot {
-            possible: nodes,
-            online: nodes,
-            has_memory: nodes,
-            has_normal_memory: nodes,
-        };
+        let initial = initial_states(topo);
         (*HOTPLUG.0.get()).write(HotplugDomain::with_states(initial, LockKind::Seed));
         let hp: &'static HotplugDomain = (*HOTPLUG.0.get()).assume_init_ref();
         let mut config = DomainConfig::default();
@@ -197,6 +191,36 @@ fn build() -> bool {
     build_tail()
 }
 
+/// The default domain's starting node masks: every node of the topology (every possible node)
+/// is possible; parts are made only for the nodes that have memory now and that the process's
+/// cpuset allows (`get_mempolicy(MPOL_F_MEMS_ALLOWED)`, a system call that allocates nothing;
+/// no filter where the kernel has no NUMA policy). The hotplug follower (`follow.rs`) keeps the
+/// masks in line with the kernel from then on.
+fn initial_states(topo: &Topology) -> NodeStateSnapshot {
+    let nodes = topo.nodes();
+    let online = topo.online_nodes().intersection(&nodes);
+    let mut has_memory = topo.memory_nodes().intersection(&nodes);
+    // (Not for a simulated topology or a fake sysfs tree: their nodes are not the kernel's.)
+    if !topo.is_simulated() && crate::knobs::sysfs_root().is_none() {
+        if let Ok(allowed) = hotslab_numa::policy::mems_allowed() {
+            let usable = has_memory.intersection(&allowed);
+            if !usable.is_empty() {
+                has_memory = usable;
+            }
+        }
+    }
+    if has_memory.is_empty() {
+        // A tree without `has_memory` data (or a cpuset naming none of it): every online node.
+        has_memory = if online.is_empty() { nodes } else { online };
+    }
+    NodeStateSnapshot {
+        possible: nodes,
+        online: online.union(&has_memory),
+        has_memory,
+        has_normal_memory: has_memory,
+    }
+}
+
 /// The last steps of the build, once the domain is complete and registered.
 fn build_tail() -> bool {
     // SAFETY: FINISHED is stored (Release, read with Acquire by whoever runs this) only after
@@ -208,6 +232,7 @@ fn build_tail() -> bool {
     #[cfg(not(loom))]
     crate::fork::install();
     crate::knobs::after_build(d);
+    d.set_task_placement(true);
     true
 }
 
@@ -415,6 +440,7 @@ fn alloc_slow(layout: Layout) -> *mut u8 {
         Some(d) => {
             let p = d.kmalloc_layout(layout.size(), layout.align(), None);
             crate::background::maybe_start(d);
+            crate::follow::poll();
             p
         }
         None => boot_alloc(layout),
@@ -468,6 +494,7 @@ unsafe impl GlobalAlloc for SlabAlloc {
             let p = crate::heap::kmalloc_slow(c);
             if !p.is_null() {
                 crate::background::poll();
+                crate::follow::poll();
                 return p;
             }
         }

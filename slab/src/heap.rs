@@ -1134,9 +1134,8 @@ unsafe fn locked_refill(
             let s = tc.full.pop_front();
             release_owned(cache, &*s);
         }
-        let start = want.unwrap_or_else(|| cache.domain().local_node());
         let mut order = [NodeId::new(0); 64];
-        let n = cache.domain().fallback(start, &mut order);
+        let n = cache.domain().alloc_order(want, &mut order);
         for &nid in &order[..n] {
             let Some(part) = cache.part_for_alloc(nid) else {
                 continue;
@@ -1310,9 +1309,8 @@ fn alloc_direct(cache: &CacheInner, want: Option<NodeId>) -> *mut u8 {
             return p;
         }
     }
-    let start = want.unwrap_or_else(|| cache.domain().local_node());
     let mut order = [NodeId::new(0); 64];
-    let n = cache.domain().fallback(start, &mut order);
+    let n = cache.domain().alloc_order(want, &mut order);
     for &nid in &order[..n] {
         let Some(part) = cache.part_for_alloc(nid) else {
             continue;

@@ -291,9 +291,8 @@ impl SlabDomain {
         if size > isize::MAX as usize || !align.is_power_of_two() || align > (1 << 30) {
             return ptr::null_mut();
         }
-        let start = node.unwrap_or_else(|| self.local_node());
         let mut order = [NodeId::new(0); 64];
-        let n = self.fallback(start, &mut order);
+        let n = self.alloc_order(node, &mut order);
         for &nid in &order[..n] {
             if !self.node_allocatable(nid) {
                 continue;
@@ -417,12 +416,28 @@ pub fn kmalloc(size: usize) -> *mut u8 {
     }
 }
 
-/// `kmalloc_node` on the default domain.
+/// `kmalloc_node` on the default domain. Null on failure, also for a node outside the topology
+/// or the calling thread's cpuset ([`try_kmalloc_node`] tells which).
 pub fn kmalloc_node(size: usize, node: NodeId) -> *mut u8 {
-    match crate::global::domain() {
-        Some(d) => d.kmalloc_layout(size, 8, Some(node)),
-        None => ptr::null_mut(),
+    try_kmalloc_node(size, node).map_or(ptr::null_mut(), |p| p.as_ptr())
+}
+
+/// [`kmalloc_node`] telling why it failed: [`CacheError::UnknownNode`] (not in the default
+/// domain's topology), [`CacheError::NodeNotAllowed`] (outside the calling thread's cpuset
+/// `mems_allowed`), [`CacheError::NoMemory`].
+pub fn try_kmalloc_node(
+    size: usize,
+    node: NodeId,
+) -> Result<core::ptr::NonNull<u8>, crate::CacheError> {
+    let d = crate::global::domain().ok_or(crate::CacheError::NoMemory)?;
+    if !d.topology().nodes().test(node) {
+        return Err(crate::CacheError::UnknownNode(node.0));
     }
+    if !crate::placement::node_allowed(d, node) {
+        return Err(crate::CacheError::NodeNotAllowed(node.0));
+    }
+    core::ptr::NonNull::new(d.kmalloc_layout(size, 8, Some(node)))
+        .ok_or(crate::CacheError::NoMemory)
 }
 
 /// `kfree`: frees a hotslab allocation (null is a no-op).

@@ -1,7 +1,7 @@
 //! Environment knobs of the process-wide default domain, read once when it is built and without
 //! allocating (libc `getenv` on the static environment, values parsed by hand): `HOTSLAB_MODE`,
 //! `HOTSLAB_NODES`, `HOTSLAB_STATS`, `HOTSLAB_DEBUG`, `HOTSLAB_PURGE_MS`, `HOTSLAB_PUBLISH`,
-//! `HOTSLAB_VERBOSE`. Owns the parsed values, the exit hook that prints the slabinfo table and
+//! `HOTSLAB_VERBOSE`, `HOTSLAB_FOLLOW`. Owns the parsed values, the exit hook that prints the slabinfo table and
 //! the `HOTSLAB_VERBOSE` start line; must not allocate or panic. Domains built by hand ignore
 //! these variables.
 //!
@@ -16,11 +16,12 @@
 //! | `HOTSLAB_PURGE_MS` | `0`..=60000 (default 50) | how long empty slabs stay committed before they are given back in a batch (0: at once) |
 //! | `HOTSLAB_PUBLISH` | `1` (default), `0` | statistics for `hotslab-top` in `/dev/shm/hotslab.<pid>` (`publish.rs`) |
 //! | `HOTSLAB_VERBOSE` | `0` (default), `1` | the configuration chosen (nodes, tiers, mode, every knob) on stderr at start |
+//! | `HOTSLAB_FOLLOW` | `0` or `1` (default 1) | `0`: the default domain does not follow memory hotplug (no `hotslab-follow` thread, see `follow.rs`) |
 
 use core::cell::UnsafeCell;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, AtomicUsize, Ordering};
 
-use hotslab_numa::{Topology, MAX_TOPOLOGY_NODES};
+use hotslab_numa::{Coverage, SysfsSource, Topology, MAX_TOPOLOGY_NODES};
 
 use crate::debug::DebugFlags;
 use crate::domain::{DomainConfig, LockingMode, SlabDomain};
@@ -48,6 +49,10 @@ struct Bytes<T>(UnsafeCell<T>);
 unsafe impl<T> Sync for Bytes<T> {}
 
 static STATS_PATH: Bytes<[u8; PATH_MAX]> = Bytes(UnsafeCell::new([0; PATH_MAX]));
+/// Test hook `HOTSLAB_TEST_SYSFS_ROOT`: a fake `/sys/devices/system/node` the default domain's
+/// topology and its hotplug follower read instead of the real one (never set in normal use).
+static SYSFS_ROOT: Bytes<[u8; PATH_MAX]> = Bytes(UnsafeCell::new([0; PATH_MAX]));
+static SYSFS_ROOT_LEN: AtomicUsize = AtomicUsize::new(0);
 /// The real topology a simulated one is laid over (too large for a small thread stack).
 static BASE: Bytes<Topology> = Bytes(UnsafeCell::new(Topology::empty()));
 
@@ -192,6 +197,22 @@ pub(crate) fn read() {
             _ => say(&[b"hotslab: HOTSLAB_PUBLISH: expected 0 or 1; on\n"]),
         }
     }
+    if let Some(v) = env(b"HOTSLAB_FOLLOW\0") {
+        match v {
+            b"0" => crate::follow::disable(),
+            b"" | b"1" => {}
+            _ => say(&[b"hotslab: HOTSLAB_FOLLOW: expected 0 or 1; using 1\n"]),
+        }
+    }
+    if let Some(v) = env(b"HOTSLAB_TEST_SYSFS_ROOT\0") {
+        if v.first() == Some(&b'/') && v.len() < PATH_MAX {
+            // SAFETY: only the builder writes the root, before anything reads it (`sysfs_root`
+            // is read after the build, behind the domain's READY state).
+            let buf = unsafe { &mut *SYSFS_ROOT.0.get() };
+            buf[..v.len()].copy_from_slice(v);
+            SYSFS_ROOT_LEN.store(v.len(), Ordering::Release);
+        }
+    }
     if let Some(v) = env(b"HOTSLAB_VERBOSE\0") {
         match v {
             b"" | b"0" => VERBOSE.store(false, Ordering::Relaxed),
@@ -237,17 +258,34 @@ pub(crate) fn apply(cfg: &mut DomainConfig) {
 pub(crate) unsafe fn topology_into(out: &mut Topology) {
     let n = NODES.load(Ordering::Relaxed);
     if n == 0 {
-        // On error `out` holds the single-node fallback.
-        let _ = Topology::read_sysfs_into(out);
+        // Every possible node gets a slot (a node that comes online or gains memory later then
+        // has a place); on error `out` holds the single-node fallback.
+        let _ = Topology::read_sysfs_from_into(&sysfs_source(), out);
         return;
     }
     // SAFETY: the builder is the only user of BASE (caller contract).
     let base = unsafe { &mut *BASE.0.get() };
-    let _ = Topology::read_sysfs_into(base);
+    let _ = Topology::read_sysfs_from_into(&sysfs_source(), base);
     if Topology::simulate_into(base, n, out).is_err() {
         say(&[b"hotslab: HOTSLAB_NODES: cannot simulate that topology; using the real one\n"]);
-        let _ = Topology::read_sysfs_into(out);
+        let _ = Topology::read_sysfs_from_into(&sysfs_source(), out);
     }
+}
+
+/// Where the default domain reads its topology: the running kernel's sysfs covering every
+/// possible node, or the `HOTSLAB_TEST_SYSFS_ROOT` tree (without memory tiers).
+fn sysfs_source() -> SysfsSource<'static> {
+    match sysfs_root() {
+        Some(root) => SysfsSource::at(root, None).coverage(Coverage::Possible),
+        None => SysfsSource::SYSTEM.coverage(Coverage::Possible),
+    }
+}
+
+/// The fake sysfs node directory of the `HOTSLAB_TEST_SYSFS_ROOT` test hook, if set.
+pub(crate) fn sysfs_root() -> Option<&'static [u8]> {
+    let n = SYSFS_ROOT_LEN.load(Ordering::Acquire);
+    // SAFETY: the root was written before its length was published (Release) and never changes.
+    (n > 0).then(|| unsafe { &(&*SYSFS_ROOT.0.get())[..n] })
 }
 
 /// Once the default domain is built: switches on the debug mode `HOTSLAB_DEBUG` asked for,
@@ -303,7 +341,8 @@ fn verbose(d: &SlabDomain) {
             None => w.write_str(":tier-"),
         };
     }
-    let _ = w.write_str("]\n");
+    let _ = write!(w, "] memory={}", d.hotplug().states.has_memory());
+    let _ = w.write_str("\n");
     let stats = match STATS.load(Ordering::Acquire) {
         STATS_STDERR => "1",
         STATS_FILE => {
@@ -340,7 +379,7 @@ fn verbose(d: &SlabDomain) {
         w,
         "hotslab: knobs HOTSLAB_MODE={} HOTSLAB_NODES={} HOTSLAB_STATS={stats} HOTSLAB_DEBUG={letters} \
          HOTSLAB_SECURE={} HOTSLAB_PURGE_MS={} HOTSLAB_BACKGROUND={} HOTSLAB_PUBLISH={} \
-         HOTSLAB_VERBOSE=1",
+         HOTSLAB_FOLLOW={} HOTSLAB_VERBOSE=1",
         match MODE.load(Ordering::Relaxed) {
             1 => "legacy",
             2 => "slabnodes",
@@ -351,6 +390,7 @@ fn verbose(d: &SlabDomain) {
         PURGE_MS.load(Ordering::Relaxed),
         !crate::background::is_off() as u8,
         PUBLISH.load(Ordering::Relaxed) as u8,
+        !crate::follow::is_off() as u8,
     );
     let bytes = w.as_bytes();
     say(&[bytes]);

@@ -96,6 +96,7 @@ mod background;
 mod cache;
 mod debug;
 mod domain;
+mod follow;
 #[cfg(not(loom))]
 mod fork;
 mod global;
@@ -104,6 +105,7 @@ mod hotplug;
 mod kmalloc;
 mod knobs;
 mod node;
+mod placement;
 pub mod publish;
 #[cfg(not(loom))]
 pub mod race;
@@ -132,10 +134,13 @@ pub use heap::{exit_thread_now, heaps_in_use, heaps_in_use as thread_slots_in_us
 pub use hotslab_hotplug as hotplug_api;
 pub use hotslab_numa as numa;
 pub use kmalloc::{
-    class_of, class_size, kfree, kmalloc, kmalloc_node, krealloc, usable_size, FreeError,
-    KMALLOC_CLASSES, KMALLOC_MAX,
+    class_of, class_size, kfree, kmalloc, kmalloc_node, krealloc, try_kmalloc_node, usable_size,
+    FreeError, KMALLOC_CLASSES, KMALLOC_MAX,
 };
 pub use node::PartState;
+#[doc(hidden)]
+pub use placement::{forget_interleave_weights, set_interleave_weight, set_thread_mempolicy};
+pub use placement::{refresh_mempolicy, thread_placement, ThreadPlacement};
 pub use report::{print_slabinfo, SLABINFO_HEADER};
 pub use stats::SlabInfoRow;
 pub use trim::{for_each_kmalloc_cache, heap_stats, large_object_containing, trim, HeapStats};

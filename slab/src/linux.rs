@@ -78,13 +78,65 @@ pub fn follow_hotplug_with(
 }
 
 /// Makes the process-wide default domain (the one behind [`SlabAlloc`](crate::SlabAlloc) and
-/// [`kmalloc`](crate::kmalloc)) follow the kernel. That domain is built at first use from the nodes
-/// online then, so it can follow those nodes losing and regaining memory; nodes that appear later are
-/// reported in [`FollowStatus::unknown`] and not used. Errors if the default domain could not be built.
+/// [`kmalloc`](crate::kmalloc)) follow the kernel with settings of your choosing. The default
+/// domain covers every possible node and already follows the kernel by itself (a
+/// `hotslab-follow` thread started at first use, unless `HOTSLAB_FOLLOW=0`; see
+/// [`default_follower_status`]); a second follower is harmless (both reconcile towards the same
+/// kernel state). Errors if the default domain could not be built.
 pub fn follow_default_domain(config: FollowConfig) -> io::Result<FollowerHandle> {
     let d: &'static SlabDomain = crate::global::default_domain()
         .ok_or_else(|| io::Error::other("the default slab domain is not available"))?;
     follow(d, config)
+}
+
+/// Whether the default domain's own follower thread (`hotslab-follow`) runs in this process. It
+/// starts from the first allocation slow path after the default domain is built; it does not
+/// run with `HOTSLAB_FOLLOW=0`, under a simulated topology (`HOTSLAB_NODES`), or where the
+/// kernel's `possible` mask has a single node (nothing can come or go).
+pub fn default_follower_running() -> bool {
+    crate::follow::follower_running()
+}
+
+/// The default domain's follower status (`None` if it does not run).
+pub fn default_follower_status() -> Option<FollowStatus> {
+    #[cfg(not(miri))]
+    {
+        crate::follow::status()
+    }
+    #[cfg(miri)]
+    {
+        None
+    }
+}
+
+/// Waits until `pred` holds for the default domain's follower status, up to `timeout` (see
+/// [`FollowerHandle::wait_until`]); `None` on timeout or if the follower does not run.
+pub fn default_follower_wait_until(
+    timeout: std::time::Duration,
+    pred: impl FnMut(&FollowStatus) -> bool,
+) -> Option<FollowStatus> {
+    #[cfg(not(miri))]
+    {
+        crate::follow::with_handle(|h| h.wait_until(timeout, pred)).flatten()
+    }
+    #[cfg(miri)]
+    {
+        let _ = (timeout, pred);
+        None
+    }
+}
+
+/// Asks the default domain's follower for a sysfs re-scan now (after a `cpuset.mems` change, for
+/// instance). False if it does not run.
+pub fn default_follower_rescan() -> bool {
+    #[cfg(not(miri))]
+    {
+        crate::follow::with_handle(FollowerHandle::rescan).is_some()
+    }
+    #[cfg(miri)]
+    {
+        false
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,425 @@
+//! Where the calling thread's new slabs go: its memory policy (`get_mempolicy`) and its cpuset's
+//! `mems_allowed`, read once per thread (and again when the thread calls [`refresh_mempolicy`],
+//! when the process's cpuset changes, or after an `mbind` was refused), never per allocation.
+//! Owns the per-thread decoded policy (one small, const-initialised, drop-free thread-local) and
+//! the node-order decision the slow paths use ([`alloc_order`]); allocates nothing.
+//!
+//! | task policy | new slabs come from |
+//! |---|---|
+//! | default, local | the CPU's node (or the nearest allowed node with memory) |
+//! | preferred, preferred-many | the policy's nodes (nearest first, tier-first order), then the other allowed nodes |
+//! | bind | the policy's nodes only (nearest first) |
+//! | interleave | the policy's nodes in turn, one slab each |
+//! | weighted interleave | the policy's nodes in turn, `weight` slabs each (`/sys/kernel/mm/mempolicy/weighted_interleave/nodeN`) |
+//!
+//! A node outside `mems_allowed` is never chosen (`mbind` there fails with `EINVAL`). Only a domain
+//! that asked for it ([`SlabDomain::set_task_placement`]; the process-wide default domain does) is
+//! placed this way; the others keep the CPU's node and the distance order. Policy node ids are
+//! kept for nodes 0..128 (the most a topology describes); a policy naming only higher ids acts as
+//! the default policy.
+
+use core::sync::atomic::{AtomicU32, AtomicU8, Ordering};
+
+use hotslab_numa::{MemPolicy, NodeId, NodeMask, PolicyMode, MAX_TOPOLOGY_NODES};
+
+use crate::domain::SlabDomain;
+
+/// Bumped to make every thread read its policy and cpuset again (the cpuset's `mems` changed).
+static GENERATION: AtomicU32 = AtomicU32::new(1);
+
+/// Interleave weights by real node id (0: not read yet, read as 1 if the kernel has none).
+static WEIGHTS: [AtomicU8; MAX_TOPOLOGY_NODES] = [const { AtomicU8::new(0) }; MAX_TOPOLOGY_NODES];
+
+/// The decoded policy of one thread (real node ids 0..128 as two words).
+#[derive(Clone, Copy)]
+struct State {
+    /// [`GENERATION`] when read; 0: not read yet (or stale).
+    generation: u32,
+    /// Set by [`set_thread_mempolicy`]: kept until [`refresh_mempolicy`], whatever changes; its
+    /// node ids are the domain's own (virtual nodes of a simulated topology included).
+    pinned: bool,
+    /// The policy mode (`PolicyMode::raw`).
+    mode: u8,
+    /// The policy's nodes within `mems_allowed` (real ids).
+    nodes: [u64; 2],
+    /// `mems_allowed` (real ids); all zero: not known, no filter.
+    allowed: [u64; 2],
+    /// Interleave: the real node of the last slab, and how many more it gets (weighted).
+    last: u16,
+    left: u16,
+}
+
+const UNREAD: State = State {
+    generation: 0,
+    pinned: false,
+    mode: 0,
+    nodes: [0; 2],
+    allowed: [0; 2],
+    last: u16::MAX,
+    left: 0,
+};
+
+#[cfg(not(loom))]
+std::thread_local! {
+    // const-initialised and drop-free: no lazy registration, no allocation.
+    static STATE: core::cell::Cell<State> = const { core::cell::Cell::new(UNREAD) };
+}
+
+#[cfg(not(loom))]
+fn load() -> State {
+    STATE.try_with(|s| s.get()).unwrap_or(UNREAD)
+}
+
+#[cfg(not(loom))]
+fn store(st: State) {
+    let _ = STATE.try_with(|s| s.set(st));
+}
+
+// Loom models build domains without task placement: one state nobody keeps.
+#[cfg(loom)]
+fn load() -> State {
+    UNREAD
+}
+
+#[cfg(loom)]
+fn store(_: State) {}
+
+fn words(m: &NodeMask) -> [u64; 2] {
+    let w = m.as_words();
+    [w[0], w[1]]
+}
+
+fn mask(w: [u64; 2]) -> NodeMask {
+    let mut all = [0u64; hotslab_numa::MAX_NODES / 64];
+    all[0] = w[0];
+    all[1] = w[1];
+    NodeMask::from_words(all)
+}
+
+/// Reads the calling thread's policy and cpuset now (two `get_mempolicy` calls).
+fn read_now() -> State {
+    let allowed = if crate::knobs::sysfs_root().is_some() {
+        // A fake sysfs tree (tests): its nodes are not this host's; no cpuset filter.
+        NodeMask::new()
+    } else {
+        hotslab_numa::policy::mems_allowed().unwrap_or_default()
+    };
+    let policy = MemPolicy::current().unwrap_or(MemPolicy::DEFAULT);
+    from_policy(&policy, &allowed)
+}
+
+fn from_policy(policy: &MemPolicy, allowed: &NodeMask) -> State {
+    let nodes = policy.effective_nodes(allowed);
+    State {
+        generation: GENERATION.load(Ordering::Acquire),
+        pinned: false,
+        mode: policy.mode.raw() as u8,
+        nodes: words(&nodes),
+        allowed: words(allowed),
+        last: u16::MAX,
+        left: 0,
+    }
+}
+
+/// The thread's state, read if it is stale.
+fn current() -> State {
+    let st = load();
+    if st.pinned || (st.generation != 0 && st.generation == GENERATION.load(Ordering::Acquire)) {
+        return st;
+    }
+    let st = read_now();
+    store(st);
+    st
+}
+
+/// Reads the calling thread's memory policy (`get_mempolicy`) and its cpuset's `mems_allowed`
+/// again, for the slabs the process-wide default domain gives it from now on (call it after
+/// `set_mempolicy` or `numa_set_membind`). hotslab reads both once per thread, and again for
+/// every thread when the follower sees the process's cpuset change; slabs already handed out
+/// stay where they are. Also ends a [`set_thread_mempolicy`] override.
+pub fn refresh_mempolicy() {
+    store(read_now());
+}
+
+/// The calling thread's memory policy and cpuset as hotslab uses them for its slabs (read now if
+/// they have not been read yet): what `get_mempolicy` reported when last read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ThreadPlacement {
+    /// The policy mode.
+    pub mode: PolicyMode,
+    /// The policy's nodes within `mems_allowed` (empty for the default and local policies).
+    pub nodes: NodeMask,
+    /// The cpuset's nodes (empty: not known, no filter).
+    pub mems_allowed: NodeMask,
+    /// Whether this is a [`set_thread_mempolicy`] override (node ids of the domain's topology).
+    pub overridden: bool,
+}
+
+/// See [`ThreadPlacement`].
+pub fn thread_placement() -> ThreadPlacement {
+    let st = current();
+    ThreadPlacement {
+        mode: PolicyMode::from_raw(i32::from(st.mode)).unwrap_or(PolicyMode::Default),
+        nodes: mask(st.nodes),
+        mems_allowed: mask(st.allowed),
+        overridden: st.pinned,
+    }
+}
+
+/// Places the calling thread's new slabs as if its memory policy were `policy` within the
+/// cpuset nodes `mems_allowed` (`None`: no cpuset filter), until [`refresh_mempolicy`]: for
+/// tests of placement on topologies this machine does not have. Unlike a real policy, whose
+/// ids are physical nodes, the ids here are the domain topology's own: on a simulated topology
+/// they name virtual nodes.
+#[doc(hidden)]
+pub fn set_thread_mempolicy(policy: MemPolicy, mems_allowed: Option<NodeMask>) {
+    let allowed = mems_allowed.unwrap_or_default();
+    let mut st = from_policy(&policy, &allowed);
+    st.generation = 1;
+    st.pinned = true;
+    store(st);
+}
+
+/// Every thread reads its policy and cpuset again before its next slab (the process's cpuset
+/// changed).
+pub(crate) fn invalidate_all() {
+    GENERATION.fetch_add(1, Ordering::AcqRel);
+    if GENERATION.load(Ordering::Relaxed) == 0 {
+        GENERATION.store(1, Ordering::Relaxed);
+    }
+}
+
+/// An `mbind` for the calling thread was refused (`EINVAL`: the node is gone or outside the
+/// cpuset): read the cpuset again before the next slab.
+pub(crate) fn bind_refused() {
+    let mut st = load();
+    if !st.pinned {
+        st.generation = 0;
+        store(st);
+    }
+}
+
+/// Whether the calling thread may place memory on `nid` of domain `d` (its real node is in the
+/// cpuset's `mems_allowed`, or that is unknown). Always true for a domain without task placement.
+pub(crate) fn node_allowed(d: &SlabDomain, nid: NodeId) -> bool {
+    if !d.task_placement() {
+        return true;
+    }
+    let st = current();
+    let allowed = mask(st.allowed);
+    allowed.is_empty() || allowed.test(id_of(d, &st, nid))
+}
+
+/// The id a thread's policy uses for node `v` of `d`: the physical node, or `v` itself for a
+/// [`set_thread_mempolicy`] override.
+fn id_of(d: &SlabDomain, st: &State, v: NodeId) -> NodeId {
+    if st.pinned {
+        v
+    } else {
+        d.topology().real_node(v)
+    }
+}
+
+/// The interleave weight of real node `real` (1 where the kernel has no weights).
+fn weight(real: NodeId) -> u16 {
+    let i = real.index();
+    if i >= MAX_TOPOLOGY_NODES {
+        return 1;
+    }
+    let w = WEIGHTS[i].load(Ordering::Relaxed);
+    if w != 0 {
+        return w as u16;
+    }
+    let w = read_weight(real).unwrap_or(1).clamp(1, 255);
+    WEIGHTS[i].store(w, Ordering::Relaxed);
+    w as u16
+}
+
+/// `/sys/kernel/mm/mempolicy/weighted_interleave/node<N>` (Linux 6.9+), read without allocating.
+fn read_weight(real: NodeId) -> Option<u8> {
+    const DIR: &[u8] = b"/sys/kernel/mm/mempolicy/weighted_interleave/node";
+    let mut path = [0u8; 64];
+    path[..DIR.len()].copy_from_slice(DIR);
+    let mut n = DIR.len();
+    let mut digits = [0u8; 5];
+    let mut k = 0;
+    let mut v = real.index();
+    loop {
+        digits[k] = b'0' + (v % 10) as u8;
+        k += 1;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    while k > 0 {
+        k -= 1;
+        path[n] = digits[k];
+        n += 1;
+    }
+    // SAFETY: `path` is NUL-terminated (zero-filled beyond `n`); open allocates nothing.
+    let fd = unsafe { libc::open(path.as_ptr().cast(), libc::O_RDONLY | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return None;
+    }
+    let mut buf = [0u8; 8];
+    // SAFETY: reads at most 8 bytes into our buffer from our descriptor, then closes it.
+    let got = unsafe {
+        let r = libc::read(fd, buf.as_mut_ptr().cast(), buf.len());
+        libc::close(fd);
+        r
+    };
+    if got <= 0 {
+        return None;
+    }
+    let mut w = 0u32;
+    for &b in &buf[..got as usize] {
+        match b {
+            b'0'..=b'9' => w = w * 10 + u32::from(b - b'0'),
+            _ => break,
+        }
+    }
+    u8::try_from(w).ok().filter(|&w| w > 0)
+}
+
+/// Forgets the interleave weights read so far (tests; and [`refresh_mempolicy`] callers that
+/// changed them are served from the next read).
+#[doc(hidden)]
+pub fn forget_interleave_weights() {
+    for w in &WEIGHTS {
+        w.store(0, Ordering::Relaxed);
+    }
+}
+
+/// Sets the interleave weight of real node `real` as if the kernel reported it (tests).
+#[doc(hidden)]
+pub fn set_interleave_weight(real: NodeId, w: u8) {
+    if let Some(slot) = WEIGHTS.get(real.index()) {
+        slot.store(w.max(1), Ordering::Relaxed);
+    }
+}
+
+/// The order in which domain `d` tries nodes for the calling thread's next slab: `want` (an
+/// explicit node: `alloc_node`, `kmalloc_node`) and then its fallback order, or, without one,
+/// the nodes the thread's policy names (see the module table). Nodes outside the thread's cpuset
+/// are left out; nodes without memory stay in (their caches have no part and are skipped).
+/// Writes at most `out.len()` nodes, returns how many (at least one for a non-empty `out`).
+pub(crate) fn alloc_order(d: &SlabDomain, want: Option<NodeId>, out: &mut [NodeId]) -> usize {
+    let topo = d.topology();
+    if !d.task_placement() {
+        let start = want.unwrap_or_else(|| topo.current_node());
+        return d.fallback(start, out);
+    }
+    let mut st = current();
+    let allowed_real = mask(st.allowed);
+    let pinned = st;
+    let allowed = |v: NodeId| allowed_real.is_empty() || allowed_real.test(id_of(d, &pinned, v));
+    let local = topo.current_node();
+    let mut all = [NodeId::new(0); MAX_TOPOLOGY_NODES];
+    let n = topo.fallback_order(want.unwrap_or(local), &mut all);
+    let all = &all[..n];
+    let mut k = 0;
+    let mut push = |v: NodeId, out: &mut [NodeId]| {
+        if k < out.len() && !out[..k].contains(&v) {
+            out[k] = v;
+            k += 1;
+        }
+    };
+    let mode = PolicyMode::from_raw(i32::from(st.mode)).unwrap_or(PolicyMode::Default);
+    // The policy's nodes as the topology's nodes with memory now.
+    let real_set = mask(st.nodes);
+    let in_set = |v: NodeId| real_set.test(id_of(d, &pinned, v)) && allowed(v);
+    let set_live = all.iter().any(|&v| in_set(v) && d.node_allocatable(v));
+    let policy_applies =
+        want.is_none() && set_live && !matches!(mode, PolicyMode::Default | PolicyMode::Local);
+    if policy_applies {
+        match mode {
+            PolicyMode::Interleave | PolicyMode::WeightedInterleave => {
+                let pick = next_interleave(d, &mut st, all, &in_set, mode);
+                store(st);
+                push(pick, out);
+                let mut from = [NodeId::new(0); MAX_TOPOLOGY_NODES];
+                let m = topo.fallback_order(pick, &mut from);
+                for &v in &from[..m] {
+                    if in_set(v) {
+                        push(v, out);
+                    }
+                }
+                for &v in &from[..m] {
+                    if allowed(v) {
+                        push(v, out);
+                    }
+                }
+            }
+            PolicyMode::Bind => {
+                for &v in all {
+                    if in_set(v) {
+                        push(v, out);
+                    }
+                }
+            }
+            _ => {
+                // Preferred, preferred-many: the set first, then everything allowed.
+                for &v in all {
+                    if in_set(v) {
+                        push(v, out);
+                    }
+                }
+                for &v in all {
+                    if allowed(v) {
+                        push(v, out);
+                    }
+                }
+            }
+        }
+    } else {
+        for &v in all {
+            if allowed(v) {
+                push(v, out);
+            }
+        }
+    }
+    if k == 0 && !out.is_empty() {
+        // Nothing allowed at all (a cpuset this topology does not describe): the plain order.
+        return d.fallback(want.unwrap_or(local), out);
+    }
+    k
+}
+
+/// The next interleave node after the thread's last one (weighted: after `weight` slabs there).
+fn next_interleave(
+    d: &SlabDomain,
+    st: &mut State,
+    all: &[NodeId],
+    in_set: &dyn Fn(NodeId) -> bool,
+    mode: PolicyMode,
+) -> NodeId {
+    let live = |v: NodeId| in_set(v) && d.node_allocatable(v);
+    if st.last != u16::MAX && st.left > 0 && live(NodeId::new(st.last)) {
+        st.left -= 1;
+        return NodeId::new(st.last);
+    }
+    // Round robin in id order: the first live set node above the last one, else the lowest.
+    let mut ids = [NodeId::new(0); MAX_TOPOLOGY_NODES];
+    let mut m = 0;
+    for &v in all {
+        if live(v) {
+            ids[m] = v;
+            m += 1;
+        }
+    }
+    let ids = &mut ids[..m];
+    ids.sort_unstable();
+    let pick = ids
+        .iter()
+        .copied()
+        .find(|v| st.last == u16::MAX || v.0 > st.last)
+        .unwrap_or(ids[0]);
+    let w = match mode {
+        PolicyMode::WeightedInterleave => weight(id_of(d, st, pick)),
+        _ => 1,
+    };
+    st.last = pick.0;
+    st.left = w - 1;
+    pick
+}
