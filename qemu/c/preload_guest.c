@@ -133,8 +133,9 @@ static int cmp_ptr(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
-/* which: 0 slab objects, 1 large objects, 2 both. */
-static void place(struct placement *pl, struct batch *const *bs, size_t nb, int which) {
+/* which: 0 slab objects, 1 large objects, 2 both; only_size: objects of that size (0: any). */
+static void place_some(struct placement *pl, struct batch *const *bs, size_t nb, int which,
+                       size_t only_size) {
     size_t ps = (size_t)sysconf(_SC_PAGESIZE), cap = 0, n = 0;
     for (size_t j = 0; j < nb; j++)
         for (size_t i = 0; i < bs[j]->n; i++) cap += bs[j]->objs[i].len / ps + 2;
@@ -147,7 +148,7 @@ static void place(struct placement *pl, struct batch *const *bs, size_t nb, int 
         for (size_t i = 0; i < bs[j]->n; i++) {
             const struct obj *o = &bs[j]->objs[i];
             int large = o->len > SLAB_MAX;
-            if (which != 2 && large != which) continue;
+            if ((which != 2 && large != which) || (only_size && o->len != only_size)) continue;
             uintptr_t a = (uintptr_t)o->p & ~(uintptr_t)(ps - 1), end = (uintptr_t)o->p + o->len;
             for (; a < end; a += ps) pages[n++] = a;
         }
@@ -169,6 +170,23 @@ static void place(struct placement *pl, struct batch *const *bs, size_t nb, int 
         }
     }
     free(pages);
+}
+
+static void place(struct placement *pl, struct batch *const *bs, size_t nb, int which) {
+    place_some(pl, bs, nb, which, 0);
+}
+
+/* Pages per node for each object size: "64:n0/n1/n2 ...". */
+static const char *by_size(struct batch *const *bs, size_t nb, char *buf, size_t len) {
+    int off = 0;
+    buf[0] = 0;
+    for (size_t k = 0; k < NSIZES && off < (int)len; k++) {
+        struct placement p = {0};
+        place_some(&p, bs, nb, 2, SIZES[k].size);
+        off += snprintf(buf + off, len - off, "%s%zu:%zu/%zu/%zu", k ? " " : "", SIZES[k].size,
+                        p.node[0], p.node[1], p.node[2]);
+    }
+    return buf;
 }
 
 static size_t present(const struct placement *p) {
@@ -324,7 +342,7 @@ static int sysfs_has_node(const char *file, int node) {
 
 int main(void) {
     setvbuf(stdout, NULL, _IOLBF, 0);
-    char d[512], d2[512];
+    char d[512], d2[512], d3[512];
 
     /* The allocator behind malloc is libhotslab.so. */
     Dl_info info = {0};
@@ -379,8 +397,10 @@ int main(void) {
                 check(name,
                       pct(&pl, 0) >= INTERLEAVE_MIN_PCT && pct(&pl, 1) >= INTERLEAVE_MIN_PCT &&
                           pl.node[2] == 0 && pl.errors == 0,
-                      "%.1f %% on node 0, %.1f %% on node 1 (each >= %.0f %%): %s", pct(&pl, 0),
-                      pct(&pl, 1), INTERLEAVE_MIN_PCT, describe(&pl, d2, sizeof d2));
+                      "%.1f %% on node 0, %.1f %% on node 1 (each >= %.0f %%): %s; pages n0/n1/n2 by "
+                      "size %s",
+                      pct(&pl, 0), pct(&pl, 1), INTERLEAVE_MIN_PCT, describe(&pl, d2, sizeof d2),
+                      by_size(bs, WORKERS, d3, sizeof d3));
             } else {
                 snprintf(name, sizeof name, "%s.node2.%s", p->name, part);
                 check(name, pct(&pl, 2) >= PLACEMENT_MIN_PCT && pl.errors == 0, "%.2f %% on node 2: %s",

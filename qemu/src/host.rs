@@ -494,7 +494,11 @@ pub fn initramfs(files: &GuestFiles, out: &Path) -> Result<(), HostError> {
         0o755,
         &std::fs::read(&files.preload_program)?,
     )?;
-    c.file("lib/libhotslab.so", 0o755, &std::fs::read(&files.preload_lib)?)?;
+    c.file(
+        "lib/libhotslab.so",
+        0o755,
+        &std::fs::read(&files.preload_lib)?,
+    )?;
     for (guest_path, host) in &libs {
         if guest_path.ends_with("/libhotslab.so") {
             continue;
@@ -584,25 +588,31 @@ pub fn qemu_command(p: &Prepared, qmp_sock: &Path, opts: &Options) -> Command {
     }
     for (i, t, lat, bw) in HMAT {
         let lb = format!("hmat-lb,initiator={i},target={t},hierarchy=memory");
-        cmd.args(["-numa", &format!("{lb},data-type=access-latency,latency={lat}")]);
-        cmd.args(["-numa", &format!("{lb},data-type=access-bandwidth,bandwidth={bw}M")]);
+        cmd.args([
+            "-numa",
+            &format!("{lb},data-type=access-latency,latency={lat}"),
+        ]);
+        cmd.args([
+            "-numa",
+            &format!("{lb},data-type=access-bandwidth,bandwidth={bw}M"),
+        ]);
     }
     cmd.arg("-kernel")
-    .arg(&p.kernel)
-    .arg("-initrd")
-    .arg(&p.initrd)
-    .args(["-append", &append])
-    .args([
-        "-display",
-        "none",
-        "-monitor",
-        "none",
-        "-serial",
-        "stdio",
-        "-no-reboot",
-    ])
-    .arg("-qmp")
-    .arg(format!("unix:{}", qmp_sock.display()));
+        .arg(&p.kernel)
+        .arg("-initrd")
+        .arg(&p.initrd)
+        .args(["-append", &append])
+        .args([
+            "-display",
+            "none",
+            "-monitor",
+            "none",
+            "-serial",
+            "stdio",
+            "-no-reboot",
+        ])
+        .arg("-qmp")
+        .arg(format!("unix:{}", qmp_sock.display()));
     cmd
 }
 

@@ -2,10 +2,15 @@
 //! on node 2 twice, and asserts on the guest's report: node 2 live in every cache after the add,
 //! draining then retired after the removal, ≥ 99 % of pages on the node they were bound to (0, 1, 2),
 //! every surviving object intact after the kernel migrated it, mbind to the removed node refused.
+//! And the default allocator itself, in the first cycle: a `SlabAlloc` program and a C program under
+//! `LD_PRELOAD=libhotslab.so`, both started before the add, with threads under membind / preferred
+//! {2} (≥ 99 % of their pages on node 2) and interleave {0,1} (both nodes), every object intact after
+//! the removal and new allocations falling back; node 2's HMAT figures (as configured), tier and
+//! place after the DRAM nodes in the fallback orders.
 //! Ignored by default (about a minute; needs qemu-system-x86 and busybox-static): run it with
 //! `qemu/run.sh`, or `cargo test --manifest-path qemu/Cargo.toml -- --ignored`. Owns no library code.
 
-use hotslab_qemu::host::{missing_tools, run, Options};
+use hotslab_qemu::host::{hmat_access0, missing_tools, run, Options};
 
 const CYCLES: u32 = 2;
 
@@ -85,6 +90,62 @@ fn guest_follows_real_memory_hotplug() {
             .number(&format!("boot.node{node}.placement_pct"))
             .expect("boot placement reported");
         assert!(pct >= 99.0, "node {node}: {pct} %");
+    }
+    for name in [
+        "boot.hmat",
+        "children.started",
+        "children.armed",
+        "c1.hmat.topology",
+        "c1.hmat.node2_slower",
+        "c1.hmat.node2_tier",
+        "c1.hmat.fallback_after_dram",
+        "SlabAlloc.follows_add",
+        "SlabAlloc.follows_removal",
+        "SlabAlloc.fallback_after_dram",
+        "LD_PRELOAD.active",
+    ] {
+        assert!(r.has_passed(name), "{name} missing or failed");
+    }
+    for who in ["SlabAlloc", "LD_PRELOAD"] {
+        for what in [
+            "before_add",
+            "membind.policy",
+            "membind.alloc",
+            "membind.node2.slab",
+            "membind.node2.large",
+            "preferred.policy",
+            "preferred.alloc",
+            "preferred.node2.slab",
+            "preferred.node2.large",
+            "interleave.policy",
+            "interleave.alloc",
+            "interleave.spread.slab",
+            "interleave.spread.large",
+            "removal.intact",
+            "removal.off_node2",
+            "removal.fallback.membind",
+            "removal.fallback.preferred",
+            "removal.fallback.interleave",
+            "removal.fallback.default",
+            "completed",
+        ] {
+            let name = format!("{who}.{what}");
+            assert!(r.has_passed(&name), "{name} missing or failed");
+        }
+    }
+    // The guest kernel reports the HMAT the host configured (best initiator per target).
+    for node in 0..3u16 {
+        let (lat, bw) = hmat_access0(node).expect("configured");
+        assert_eq!(
+            r.values.get(&format!("c1.hmat.node{node}")).map(String::as_str),
+            Some(
+                format!(
+                    "read_latency={lat} write_latency={lat} read_bandwidth={bw} write_bandwidth={bw}"
+                )
+                .as_str()
+            ),
+            "node {node}'s HMAT figures"
+        );
     }
     let checked = r.number("objects_checked").expect("objects checked");
     assert!(checked > 0.0);

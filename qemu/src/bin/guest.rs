@@ -336,7 +336,7 @@ fn run(r: &mut Reporter) {
             topo.node_cpus(N2).weight()
         ),
     );
-    hmat::at_boot(r, topo);
+    hmat::at_boot(r);
     let h = follow_hotplug(&d).expect("follow the kernel");
     let st = h.status();
     r.check(

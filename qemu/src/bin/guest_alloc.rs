@@ -102,10 +102,14 @@ impl Batch {
     }
 
     fn placement(&self, large: Option<bool>) -> Placement {
+        self.placement_where(|o| large.is_none_or(|l| (o.len > hotslab::KMALLOC_MAX) == l))
+    }
+
+    fn placement_where(&self, f: impl Fn(&Obj) -> bool) -> Placement {
         Placement::of(
             self.objs
                 .iter()
-                .filter(|o| large.is_none_or(|l| (o.len > hotslab::KMALLOC_MAX) == l))
+                .filter(|o| f(o))
                 .map(|o| (o.ptr.as_ptr() as usize, o.len)),
         )
     }
@@ -133,6 +137,21 @@ fn merged<'a>(bs: impl IntoIterator<Item = &'a Batch>, large: Option<bool>) -> P
         p.merge(&b.placement(large));
     }
     p
+}
+
+/// Pages per node for each object size: `64:n0/n1/n2 ...`.
+fn by_size(bs: &[Batch]) -> String {
+    SIZES
+        .iter()
+        .map(|&(size, _)| {
+            let mut p = Placement::default();
+            for b in bs {
+                p.merge(&b.placement_where(|o| o.len == size));
+            }
+            format!("{size}:{}/{}/{}", p.on(N0), p.on(N1), p.on(N2))
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 // ---- policies and workers --------------------------------------------------------------------
@@ -302,6 +321,51 @@ fn describe_domain() -> String {
     }
 }
 
+/// The default domain's own topology: node 2 comes after both DRAM nodes in their fallback orders
+/// (where slabs go when the wanted node has none left). Its view of node 2's HMAT figures and
+/// tier is reported as a value: the domain reads its topology once, when it is built.
+fn domain_order(r: &mut Reporter) {
+    let Some(d) = hotslab::default_domain() else {
+        r.check(
+            &format!("{WHO}.fallback_after_dram"),
+            false,
+            "no default domain",
+        );
+        return;
+    };
+    let t = d.topology();
+    let mut ok = true;
+    let mut detail = Vec::new();
+    for from in [N0, N1] {
+        let mut order = [NodeId::new(0); 8];
+        let n = t.fallback_order(from, &mut order);
+        let order = &order[..n];
+        ok &= n == 3 && order[0] == from && order[2] == N2;
+        detail.push(format!(
+            "from {from}: {:?}",
+            order.iter().map(|x| x.0).collect::<Vec<_>>()
+        ));
+    }
+    r.check(
+        &format!("{WHO}.fallback_after_dram"),
+        ok,
+        format!(
+            "default domain: {}; tiers {:?}",
+            detail.join(", "),
+            [N0, N1, N2].map(|n| t.tier(n))
+        ),
+    );
+    r.value(
+        &format!("{WHO}.domain_node2"),
+        format!(
+            "hmat={:?} tier={:?} distance_from_0={}",
+            t.hmat(N2),
+            t.tier(N2),
+            t.distance(N0, N2)
+        ),
+    );
+}
+
 // ---- the run ---------------------------------------------------------------------------------
 
 fn pct_detail(p: &Placement, nid: NodeId) -> String {
@@ -338,6 +402,7 @@ fn run(r: &mut Reporter) -> Result<(), String> {
         ),
     );
     stage(WHO, "followed");
+    domain_order(r);
 
     let mut groups = Vec::new();
     for (k, p) in POLICIES.iter().enumerate() {
@@ -379,10 +444,12 @@ fn run(r: &mut Reporter) -> Result<(), String> {
                     &format!("{WHO}.interleave.spread.{part}"),
                     ok,
                     format!(
-                        "{:.1} % on node 0, {:.1} % on node 1 (each >= {INTERLEAVE_MIN_PCT} %): {}",
+                        "{:.1} % on node 0, {:.1} % on node 1 (each >= {INTERLEAVE_MIN_PCT} %): {}; \
+                         pages n0/n1/n2 by size {}",
                         pl.pct_on(N0),
                         pl.pct_on(N1),
-                        pl.describe()
+                        pl.describe(),
+                        by_size(&batches)
                     ),
                 );
             } else {
