@@ -65,6 +65,11 @@ int hs_malloc_trim(size_t pad);
  * Returns 0 on success, -1 otherwise. */
 int hs_print_stats(int fd);
 
+/* Re-reads the calling thread's memory policy (get_mempolicy) and cpuset for its next slabs,
+ * e.g. after set_mempolicy() or numa_set_membind(); hotslab otherwise reads them once per
+ * thread. Never allocates. */
+void hs_refresh_mempolicy(void);
+
 /* C23 names that older C libraries do not declare (libhotslab.so exports them). */
 #if !defined(__STDC_VERSION__) || __STDC_VERSION__ < 202311L
 void free_sized(void *p, size_t size);

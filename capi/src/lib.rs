@@ -489,6 +489,17 @@ pub unsafe extern "C" fn hs_print_stats(fd: c_int) -> c_int {
     }
 }
 
+/// Makes the calling thread's next slabs follow its memory policy and cpuset as they are now
+/// (after `set_mempolicy`, `numa_set_membind` or a cpuset change): hotslab otherwise reads them
+/// once per thread. Never allocates.
+///
+/// # Safety
+/// Always safe to call.
+#[no_mangle]
+pub unsafe extern "C" fn hs_refresh_mempolicy() {
+    hs::refresh_mempolicy();
+}
+
 // ---- the standard names ---------------------------------------------------------------------
 
 /// See [`hs_malloc`].

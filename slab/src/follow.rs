@@ -29,6 +29,7 @@ const RUNNING: u8 = 2;
 const OFF: u8 = 3;
 /// Not needed (one possible node, a simulated topology), or the thread or the follower could
 /// not be started, or its event loop ended.
+#[cfg_attr(any(miri, loom), allow(dead_code))] // set by the thread start only
 const STOPPED: u8 = 4;
 
 static STATE: AtomicU8 = AtomicU8::new(IDLE);
@@ -44,6 +45,7 @@ pub(crate) fn is_off() -> bool {
 }
 
 /// Whether the default domain's follower thread runs.
+#[cfg_attr(loom, allow(dead_code))] // linux.rs is not built under loom
 pub fn follower_running() -> bool {
     STATE.load(Ordering::Acquire) == RUNNING
 }

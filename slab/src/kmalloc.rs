@@ -422,9 +422,9 @@ pub fn kmalloc_node(size: usize, node: NodeId) -> *mut u8 {
     try_kmalloc_node(size, node).map_or(ptr::null_mut(), |p| p.as_ptr())
 }
 
-/// [`kmalloc_node`] telling why it failed: [`CacheError::UnknownNode`] (not in the default
-/// domain's topology), [`CacheError::NodeNotAllowed`] (outside the calling thread's cpuset
-/// `mems_allowed`), [`CacheError::NoMemory`].
+/// [`kmalloc_node`] telling why it failed: [`CacheError::UnknownNode`](crate::CacheError::UnknownNode) (not in the default
+/// domain's topology), [`CacheError::NodeNotAllowed`](crate::CacheError::NodeNotAllowed) (outside the calling thread's cpuset
+/// `mems_allowed`), [`CacheError::NoMemory`](crate::CacheError::NoMemory).
 pub fn try_kmalloc_node(
     size: usize,
     node: NodeId,

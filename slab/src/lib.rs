@@ -15,10 +15,10 @@
 //! | slab | `slab.rs`, `debug.rs` (a variant of a slab: red zones, poison, hardened freelist) | one span carved into objects; its three freelists and counters |
 //! | node part | `node.rs` | a cache's slabs on one node (lists under the list lock), part lifecycle |
 //! | cache | `cache.rs`, `sweep.rs` | `KmemCache`: layout, parts, slab creation, settling, statistics; the delayed purge across parts |
-//! | heap | `heap.rs`, `tls.rs` | per-thread heaps: ownership, fast paths, refill, revocation, exit |
+//! | heap | `heap.rs`, `tls.rs`, `placement.rs` | per-thread heaps: ownership, fast paths, refill, revocation, exit; which node a thread's next slab comes from (its memory policy and cpuset) |
 //! | domain | `domain.rs`, `hotplug.rs`, `fork.rs`, `race.rs`, `linux.rs` | the cache registry, locking modes, the hotplug notifier, fork |
 //! | kmalloc | `kmalloc.rs`, `trim.rs` | size classes, kmalloc/kfree/krealloc over a domain |
-//! | global allocator | `global.rs`, `background.rs`, `knobs.rs`, `report.rs`, `stats.rs`, `publish.rs` | the default domain, `SlabAlloc`, the background purger, environment knobs, statistics for `hotslab-top` |
+//! | global allocator | `global.rs`, `background.rs`, `follow.rs`, `knobs.rs`, `report.rs`, `stats.rs`, `publish.rs` | the default domain, `SlabAlloc`, the background purger, the default domain's hotplug follower, environment knobs, statistics for `hotslab-top` |
 //!
 //! `publish.rs` and the purge doorbell (`mem::ring_purge_bell`) are reached from below: the
 //! heap's slow paths (acquire, release) and the slab notifier call `publish::tick` /

@@ -1,6 +1,7 @@
 //! Following real Linux memory hotplug from the slab crate: build a slab domain whose topology (every
 //! *possible* node) and node masks come from the running kernel, and make a domain follow the kernel's
-//! hotplug events in a background thread that the user starts. The logic lives in
+//! hotplug events in a background thread that the user starts (the process-wide default domain
+//! starts its own, `follow.rs`; its status is here: [`default_follower_status`](crate::linux::default_follower_status)). The logic lives in
 //! `hotslab_hotplug::linux`; this file only connects `SlabDomain` to it and is never used by the
 //! allocator's bootstrap.
 //!

@@ -182,6 +182,7 @@ pub fn set_thread_mempolicy(policy: MemPolicy, mems_allowed: Option<NodeMask>) {
 
 /// Every thread reads its policy and cpuset again before its next slab (the process's cpuset
 /// changed).
+#[cfg_attr(any(miri, loom), allow(dead_code))] // called by the follower thread only
 pub(crate) fn invalidate_all() {
     GENERATION.fetch_add(1, Ordering::AcqRel);
     if GENERATION.load(Ordering::Relaxed) == 0 {
@@ -422,4 +423,43 @@ fn next_interleave(
     st.last = pick.0;
     st.left = w - 1;
     pick
+}
+
+#[cfg(all(test, not(miri)))]
+mod tests {
+    use super::*;
+    use hotslab_numa::policy::{set_mempolicy, MPOL_DEFAULT, MPOL_INTERLEAVE};
+
+    #[test]
+    fn a_stale_thread_reads_its_policy_again() {
+        std::thread::spawn(|| {
+            let mem =
+                hotslab_numa::sysfs::read_node_mask(hotslab_numa::NodeState::HasMemory).unwrap();
+            let first = NodeMask::single(mem.first().unwrap());
+            assert_eq!(thread_placement().mode, PolicyMode::Default);
+            set_mempolicy(MPOL_INTERLEAVE, Some(&first)).unwrap();
+            assert_eq!(thread_placement().mode, PolicyMode::Default, "read once");
+            // The follower saw the cpuset change: every thread reads again.
+            invalidate_all();
+            assert_eq!(thread_placement().mode, PolicyMode::Interleave);
+            set_mempolicy(MPOL_DEFAULT, None).unwrap();
+            assert_eq!(thread_placement().mode, PolicyMode::Interleave);
+            // An mbind was refused: this thread reads again.
+            bind_refused();
+            assert_eq!(thread_placement().mode, PolicyMode::Default);
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[test]
+    fn weights_are_parsed_from_the_sysfs_value() {
+        // No weighted-interleave directory before Linux 6.9: weight 1.
+        forget_interleave_weights();
+        let w = weight(NodeId::new(0));
+        assert!(w >= 1);
+        set_interleave_weight(NodeId::new(1), 5);
+        assert_eq!(weight(NodeId::new(1)), 5);
+        forget_interleave_weights();
+    }
 }
