@@ -306,6 +306,86 @@ static int spawn_workers(const struct policy *p, struct worker *ws, uint64_t tag
     return rc;
 }
 
+/* hs_refresh_mempolicy(), on CPU 0 (as the Rust program's refresh phase). A thread makes one
+ * small allocation of a size the batch does not use (hotslab reads its policy: default), switches
+ * itself to MPOL_BIND {2}, calls hs_refresh_mempolicy() and allocates a batch: its slabs must be
+ * on node 2. A second thread allocates a whole batch first (a partly used slab of every size stays
+ * in its heap), then does the same; where that second batch lands is reported as a value (the
+ * slabs a thread already holds stay in use). */
+struct refresher {
+    void (*refresh)(void);
+    int warm, set_ok, reset_ok;
+    struct batch before, after;
+};
+
+static void *refresh_main(void *arg) {
+    struct refresher *f = arg;
+    unsigned long n2 = 1ul << 2;
+    void *probe = NULL;
+    if (f->warm) batch_alloc(&f->before, 202);
+    else probe = malloc(24);
+    f->set_ok = syscall(SYS_set_mempolicy, MPOL_BIND, &n2, (unsigned long)MAXNODE) == 0;
+    f->refresh();
+    batch_alloc(&f->after, f->warm ? 203 : 200);
+    f->reset_ok = syscall(SYS_set_mempolicy, MPOL_DEFAULT, NULL, 0ul) == 0;
+    f->refresh();
+    free(probe);
+    return NULL;
+}
+
+static int run_on_cpu0(void *(*fn)(void *), void *arg) {
+    cpu_set_t saved, cpu0;
+    pthread_t t;
+    CPU_ZERO(&cpu0);
+    CPU_SET(0, &cpu0);
+    if (sched_getaffinity(0, sizeof saved, &saved) != 0 ||
+        sched_setaffinity(0, sizeof cpu0, &cpu0) != 0)
+        return errno;
+    int e = pthread_create(&t, NULL, fn, arg);
+    sched_setaffinity(0, sizeof saved, &saved);
+    if (e == 0) pthread_join(t, NULL);
+    return e;
+}
+
+static void refresh_phase(struct refresher *fresh, struct refresher *warm) {
+    char d[512], d2[512];
+    memset(fresh, 0, sizeof *fresh);
+    memset(warm, 0, sizeof *warm);
+    void (*refresh)(void) = (void (*)(void))dlsym(RTLD_DEFAULT, "hs_refresh_mempolicy");
+    if (!refresh) {
+        check("refresh.policy", 0, "libhotslab.so exports no hs_refresh_mempolicy");
+        return;
+    }
+    fresh->refresh = warm->refresh = refresh;
+    warm->warm = 1;
+    int e = run_on_cpu0(refresh_main, fresh);
+    check("refresh.policy", e == 0 && fresh->set_ok && fresh->reset_ok,
+          "thread %s, set_mempolicy(MPOL_BIND, 2) %s, hs_refresh_mempolicy() called",
+          e ? strerror(e) : "ran", fresh->set_ok ? "ok" : "failed");
+    struct batch *b[1] = {&fresh->after};
+    for (int large = 0; large <= 1; large++) {
+        struct placement q = {0};
+        place(&q, b, 1, large);
+        check(large ? "refresh.node2.large" : "refresh.node2.slab",
+              e == 0 && fresh->after.failed == 0 && pct(&q, 2) >= PLACEMENT_MIN_PCT && !q.errors,
+              "%.2f %% on node 2: %s; pages n0/n1/n2 by size %s", pct(&q, 2),
+              describe(&q, d, sizeof d), by_size(b, 1, d2, sizeof d2));
+    }
+    e = run_on_cpu0(refresh_main, warm);
+    b[0] = &warm->before;
+    struct placement pl = {0};
+    place(&pl, b, 1, 2);
+    check("refresh.before_local",
+          e == 0 && warm->before.failed == 0 && pct(&pl, 0) >= PLACEMENT_MIN_PCT && !pl.errors,
+          "default policy on CPU 0: %.2f %% on node 0: %s", pct(&pl, 0), describe(&pl, d, sizeof d));
+    b[0] = &warm->after;
+    struct placement q = {0};
+    place(&q, b, 1, 0);
+    printf("HOTSLAB VALUE " WHO ".refresh.warm_heap_slab %.2f %% on node 2: %s; pages n0/n1/n2 by "
+           "size %s\n",
+           pct(&q, 2), describe(&q, d, sizeof d), by_size(b, 1, d2, sizeof d2));
+}
+
 static int next_command(const char *want) {
     char line[64];
     while (fgets(line, sizeof line, stdin)) {
@@ -408,13 +488,18 @@ int main(void) {
             }
         }
     }
+    struct refresher rf, rw;
+    refresh_phase(&rf, &rw);
     stage("armed");
     if (!next_command("removed")) goto out;
 
     /* Every object allocated before the removal kept its data, and none is left on node 2. */
-    struct batch *all[1 + NPOLICIES * WORKERS];
+    struct batch *all[4 + NPOLICIES * WORKERS];
     size_t na = 0, intact = 0, total = 0;
     all[na++] = &pre;
+    all[na++] = &rf.after;
+    all[na++] = &rw.before;
+    all[na++] = &rw.after;
     for (size_t k = 0; k < NPOLICIES; k++)
         for (int i = 0; i < WORKERS; i++) all[na++] = &ws[k][i].phase1;
     for (size_t j = 0; j < na; j++) {
@@ -422,7 +507,7 @@ int main(void) {
         total += all[j]->n;
     }
     check("removal.intact", intact == total && total > 0,
-          "%zu/%zu objects intact (pre-add, membind, preferred, interleave)", intact, total);
+          "%zu/%zu objects intact (pre-add, membind, preferred, interleave, refresh)", intact, total);
     struct placement pl = {0};
     place(&pl, all, na, 2);
     check("removal.off_node2", pl.node[2] == 0 && pl.errors == 0 && present(&pl) > 0, "%s",
@@ -454,7 +539,10 @@ int main(void) {
     check("removal.fallback.default",
           mb.failed == 0 && batch_intact(&mb) == mb.n && q.node[2] == 0 && q.errors == 0,
           "%zu/%zu objects, %s", mb.n, mb.wanted, describe(&q, d, sizeof d));
-    size_t freed = mb.n + pre.n;
+    size_t freed = mb.n + pre.n + rf.after.n + rw.before.n + rw.after.n;
+    batch_free(&rf.after);
+    batch_free(&rw.before);
+    batch_free(&rw.after);
     batch_free(&mb);
     for (size_t k = 0; k < NPOLICIES; k++)
         for (int i = 0; i < WORKERS; i++) {

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use hotslab_numa::policy::{
     get_mempolicy, set_mempolicy, MPOL_BIND, MPOL_DEFAULT, MPOL_INTERLEAVE, MPOL_PREFERRED,
 };
-use hotslab_numa::{NodeId, NodeMask};
+use hotslab_numa::{NodeId, NodeMask, PolicyMode};
 use hotslab_qemu::guestkit::{
     fill, next_command, stage, sysfs_nodes, verify, Placement, Reporter, PLACEMENT_MIN_PCT,
 };
@@ -285,6 +285,101 @@ fn collect(ws: &[Worker]) -> Option<Vec<(Seen, Batch)>> {
         .collect()
 }
 
+/// Runs `f` on a new thread with CPU 0 as its only CPU (the calling thread's affinity is restored).
+fn on_cpu0<T: Send + 'static>(
+    name: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, String> {
+    let saved = affinity().ok_or("sched_getaffinity failed")?;
+    // SAFETY: as in `affinity`.
+    let mut cpu0: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: CPU_SET writes bit 0 of the set.
+    unsafe { libc::CPU_SET(0, &mut cpu0) };
+    if !set_affinity(&cpu0) {
+        return Err("sched_setaffinity(CPU 0) failed".into());
+    }
+    let h = std::thread::Builder::new().name(name.into()).spawn(f);
+    let restored = set_affinity(&saved);
+    let out = h
+        .map_err(|e| format!("spawn: {e}"))?
+        .join()
+        .map_err(|_| format!("the {name} thread panicked"))?;
+    if !restored {
+        return Err("restoring the main thread's affinity failed".into());
+    }
+    Ok(out)
+}
+
+/// `hotslab::refresh_mempolicy()`, on CPU 0. A thread whose policy hotslab has read (default:
+/// node-local, node 0) switches itself to `MPOL_BIND {2}` and refreshes: the slabs it is given
+/// from then on must be on node 2. A second thread first allocates a whole batch under the default
+/// policy (leaving a partly used slab of every size in its heap), then does the same; where its
+/// second batch lands is reported as a value: `refresh_mempolicy` places new slabs, the slabs a
+/// thread already holds stay in use (documented), so part of that batch stays on node 0.
+/// Returns the batches (they stay live through the removal).
+fn refresh_phase(r: &mut Reporter, tag: u64) -> Result<Vec<Batch>, String> {
+    let bind2 = NodeMask::single(N2);
+    let (read, set, refreshed, fresh, reset) = on_cpu0("refresh", move || {
+        let read = hotslab::thread_placement();
+        let set = set_mempolicy(MPOL_BIND, Some(&bind2));
+        hotslab::refresh_mempolicy();
+        let refreshed = hotslab::thread_placement();
+        let fresh = Batch::alloc(tag);
+        let reset = set_mempolicy(MPOL_DEFAULT, None);
+        hotslab::refresh_mempolicy();
+        (read, set, refreshed, fresh, reset)
+    })?;
+    r.check(
+        &format!("{WHO}.refresh.policy"),
+        read.mode == PolicyMode::Default
+            && set.is_ok()
+            && reset.is_ok()
+            && refreshed.mode == PolicyMode::Bind
+            && refreshed.nodes == bind2,
+        format!(
+            "read once: {:?}; set_mempolicy(MPOL_BIND, 2) {set:?}; after refresh_mempolicy(): {:?} {}",
+            read.mode, refreshed.mode, refreshed.nodes
+        ),
+    );
+    for (part, large) in [("slab", false), ("large", true)] {
+        let pl = fresh.placement(Some(large));
+        r.check(
+            &format!("{WHO}.refresh.node2.{part}"),
+            fresh.failed == 0 && pl.pct_on(N2) >= PLACEMENT_MIN_PCT && pl.errors == 0,
+            format!(
+                "{}; pages n0/n1/n2 by size {}",
+                pct_detail(&pl, N2),
+                by_size(std::slice::from_ref(&fresh))
+            ),
+        );
+    }
+    let (warm, after) = on_cpu0("refresh-warm", move || {
+        let warm = Batch::alloc(tag + 1);
+        let _ = set_mempolicy(MPOL_BIND, Some(&bind2));
+        hotslab::refresh_mempolicy();
+        let after = Batch::alloc(tag + 2);
+        let _ = set_mempolicy(MPOL_DEFAULT, None);
+        hotslab::refresh_mempolicy();
+        (warm, after)
+    })?;
+    let pl = warm.placement(None);
+    r.check(
+        &format!("{WHO}.refresh.before_local"),
+        warm.failed == 0 && pl.pct_on(N0) >= PLACEMENT_MIN_PCT && pl.errors == 0,
+        format!("default policy on CPU 0: {}", pct_detail(&pl, N0)),
+    );
+    let pl = after.placement(Some(false));
+    r.value(
+        &format!("{WHO}.refresh.warm_heap_slab"),
+        format!(
+            "{}; pages n0/n1/n2 by size {}",
+            pct_detail(&pl, N2),
+            by_size(std::slice::from_ref(&after))
+        ),
+    );
+    Ok(vec![fresh, warm, after])
+}
+
 // ---- the default domain's view ---------------------------------------------------------------
 
 fn domain_has_memory(nid: NodeId) -> Option<bool> {
@@ -462,6 +557,7 @@ fn run(r: &mut Reporter) -> Result<(), String> {
         }
         groups.push((*p, ws, batches));
     }
+    let refreshed = refresh_phase(r, 200)?;
     stage(WHO, "armed");
 
     match next_command(&mut input).as_deref() {
@@ -480,6 +576,7 @@ fn run(r: &mut Reporter) -> Result<(), String> {
     // Every object allocated before the removal kept its data, and none is left on node 2.
     let all: Vec<&Batch> = std::iter::once(&pre)
         .chain(groups.iter().flat_map(|(_, _, bs)| bs.iter()))
+        .chain(refreshed.iter())
         .collect();
     let (intact, total) = all
         .iter()
@@ -487,7 +584,9 @@ fn run(r: &mut Reporter) -> Result<(), String> {
     r.check(
         &format!("{WHO}.removal.intact"),
         intact == total && total > 0,
-        format!("{intact}/{total} objects intact (pre-add, membind, preferred, interleave)"),
+        format!(
+            "{intact}/{total} objects intact (pre-add, membind, preferred, interleave, refresh)"
+        ),
     );
     let pl = merged(all.iter().copied(), None);
     r.check(
@@ -531,6 +630,7 @@ fn run(r: &mut Reporter) -> Result<(), String> {
     );
     let mut rest = vec![pre, main_batch];
     rest.extend(after);
+    rest.extend(refreshed);
     for (_, ws, bs) in groups {
         for w in ws {
             let _ = w.handle.join();
