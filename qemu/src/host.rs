@@ -196,6 +196,12 @@ pub fn missing_tools() -> Vec<&'static str> {
     if which("busybox").is_none() && !Path::new("/bin/busybox").is_file() {
         m.push("busybox-static");
     }
+    if which("cc").is_none() {
+        m.push("gcc");
+    }
+    if which("ldd").is_none() {
+        m.push("libc-bin");
+    }
     if which("dpkg").is_none() || which("apt-get").is_none() {
         m.push("apt (a Debian host)");
     }

@@ -10,12 +10,36 @@
 //! Ignored by default (about a minute; needs qemu-system-x86 and busybox-static): run it with
 //! `qemu/run.sh`, or `cargo test --manifest-path qemu/Cargo.toml -- --ignored`. Owns no library code.
 
-use hotslab_qemu::host::{hmat_access0, missing_tools, run, Options};
+use hotslab_qemu::host::{
+    build_preload_program, hmat_access0, missing_tools, run, shared_deps, Options,
+};
 
 const CYCLES: u32 = 2;
 
 fn env_on(name: &str) -> bool {
     std::env::var(name).is_ok_and(|v| v == "1" || v == "true")
+}
+
+/// The guest's C program compiles warning-free with the host's `cc`, and `ldd` names the loader and
+/// libc the initramfs must carry (no QEMU needed).
+#[test]
+fn preload_program_builds_and_its_libraries_are_found() {
+    let dir = std::env::temp_dir().join(format!("hotslab-qemu-c-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let prog = build_preload_program(&dir.join("preload-guest"))
+        .unwrap_or_else(|e| panic!("compiling qemu/c/preload_guest.c: {e}"));
+    let deps = shared_deps(&prog).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        deps.iter()
+            .any(|(g, h)| g.contains("ld-linux") && h.is_file()),
+        "{deps:?}"
+    );
+    assert!(
+        deps.iter()
+            .any(|(g, h)| g.ends_with("/libc.so.6") && h.is_file()),
+        "{deps:?}"
+    );
 }
 
 #[test]
