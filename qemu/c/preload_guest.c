@@ -420,17 +420,100 @@ static int sysfs_has_node(const char *file, int node) {
     return found;
 }
 
-int main(void) {
+/* <prefix><policy>.alloc and the placement checks of one policy's batches: membind and preferred
+ * need >= 99 % of the slab and of the large pages on node 2, interleave >= 25 % on each of nodes 0
+ * and 1 and none on node 2. */
+static void placement_checks(const char *prefix, const struct policy *p, struct batch *const *bs,
+                             size_t nb) {
+    char name[128], d[512], d2[512];
+    size_t n = 0, want = 0;
+    for (size_t i = 0; i < nb; i++) {
+        n += bs[i]->n;
+        want += bs[i]->wanted;
+    }
+    snprintf(name, sizeof name, "%s%s.alloc", prefix, p->name);
+    check(name, n == want, "%zu/%zu objects", n, want);
+    for (int large = 0; large <= 1; large++) {
+        struct placement pl = {0};
+        place(&pl, bs, nb, large);
+        const char *part = large ? "large" : "slab";
+        if (p->mode == MPOL_INTERLEAVE) {
+            snprintf(name, sizeof name, "%sinterleave.spread.%s", prefix, part);
+            check(name,
+                  pct(&pl, 0) >= INTERLEAVE_MIN_PCT && pct(&pl, 1) >= INTERLEAVE_MIN_PCT &&
+                      pl.node[2] == 0 && pl.errors == 0,
+                  "%.1f %% on node 0, %.1f %% on node 1 (each >= %.0f %%): %s; pages n0/n1/n2 by "
+                  "size %s",
+                  pct(&pl, 0), pct(&pl, 1), INTERLEAVE_MIN_PCT, describe(&pl, d, sizeof d),
+                  by_size(bs, nb, d2, sizeof d2));
+        } else {
+            snprintf(name, sizeof name, "%s%s.node2.%s", prefix, p->name, part);
+            check(name, pct(&pl, 2) >= PLACEMENT_MIN_PCT && pl.errors == 0, "%.2f %% on node 2: %s",
+                  pct(&pl, 2), describe(&pl, d, sizeof d));
+        }
+    }
+}
+
+static void *oneshot_worker(void *arg) {
+    struct worker *w = arg;
+    batch_alloc(&w->phase1, w->tag);
+    return NULL;
+}
+
+/* preload-guest --oneshot <policy>: the whole process was started under numactl with that policy
+ * and CPU 0 (after the add); the main thread and WORKERS threads allocate one batch each, checked as
+ * LD_PRELOAD.numactl.<policy>.*, then everything is freed. */
+static void oneshot(const char *name) {
+    const struct policy *p = NULL;
+    for (size_t k = 0; k < NPOLICIES; k++)
+        if (strcmp(POLICIES[k].name, name) == 0) p = &POLICIES[k];
+    if (!p) {
+        check("numactl.harness", 0, "no policy `%s`", name);
+        return;
+    }
+    unsigned long nodes = 0;
+    int mode = -1;
+    long got = syscall(SYS_get_mempolicy, &mode, &nodes, (unsigned long)MAXNODE, NULL, 0ul);
+    int cpu0 = only_cpu0();
+    struct batch main_batch;
+    struct worker ws[WORKERS];
+    struct batch *bs[1 + WORKERS] = {&main_batch};
+    batch_alloc(&main_batch, 300);
+    for (int i = 0; i < WORKERS; i++) {
+        memset(&ws[i], 0, sizeof ws[i]);
+        ws[i].tag = 302 + 2 * (uint64_t)i;
+        if (pthread_create(&ws[i].t, NULL, oneshot_worker, &ws[i]) != 0) ws[i].tag = 0;
+    }
+    for (int i = 0; i < WORKERS; i++) {
+        if (ws[i].tag) pthread_join(ws[i].t, NULL);
+        bs[1 + i] = &ws[i].phase1;
+    }
+    char cname[96];
+    snprintf(cname, sizeof cname, "numactl.%s.policy", p->name);
+    check(cname, got == 0 && mode == p->mode && nodes == p->nodes && cpu0,
+          "process under mode %d nodes %#lx, CPU 0 only: %d; expected mode %d nodes %#lx", mode, nodes,
+          cpu0, p->mode, p->nodes);
+    placement_checks("numactl.", p, bs, 1 + WORKERS);
+    for (int i = 0; i < 1 + WORKERS; i++) batch_free(bs[i]);
+}
+
+int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);
-    char d[512], d2[512], d3[512];
+    char d[512];
 
     /* The allocator behind malloc is libhotslab.so. */
     Dl_info info = {0};
     void *m = dlsym(RTLD_DEFAULT, "malloc");
     int active = m && dladdr(m, &info) && info.dli_fname && strstr(info.dli_fname, "libhotslab") &&
                  dlsym(RTLD_DEFAULT, "hs_print_stats");
-    check("active", active, "malloc from %s (LD_PRELOAD=%s)", info.dli_fname ? info.dli_fname : "?",
+    char aname[96];
+    snprintf(aname, sizeof aname, "%sactive", argc > 2 ? "numactl." : "");
+    check(aname, active, "malloc from %s (LD_PRELOAD=%s)", info.dli_fname ? info.dli_fname : "?",
           getenv("LD_PRELOAD") ? getenv("LD_PRELOAD") : "unset");
+    if (argc > 2 && strcmp(argv[1], "--oneshot") == 0) {
+        oneshot(argv[2]);
+        goto out;
+    }
 
     struct batch pre;
     batch_alloc(&pre, 1);
@@ -466,27 +549,7 @@ int main(void) {
         snprintf(name, sizeof name, "%s.policy", p->name);
         check(name, policy_ok, "%d threads on CPU 0 under mode %d nodes %#lx: saw%s", WORKERS, p->mode,
               p->nodes, d);
-        snprintf(name, sizeof name, "%s.alloc", p->name);
-        check(name, n == want, "%zu/%zu objects", n, want);
-        for (int large = 0; large <= 1; large++) {
-            struct placement pl = {0};
-            place(&pl, bs, WORKERS, large);
-            const char *part = large ? "large" : "slab";
-            if (p->mode == MPOL_INTERLEAVE) {
-                snprintf(name, sizeof name, "interleave.spread.%s", part);
-                check(name,
-                      pct(&pl, 0) >= INTERLEAVE_MIN_PCT && pct(&pl, 1) >= INTERLEAVE_MIN_PCT &&
-                          pl.node[2] == 0 && pl.errors == 0,
-                      "%.1f %% on node 0, %.1f %% on node 1 (each >= %.0f %%): %s; pages n0/n1/n2 by "
-                      "size %s",
-                      pct(&pl, 0), pct(&pl, 1), INTERLEAVE_MIN_PCT, describe(&pl, d2, sizeof d2),
-                      by_size(bs, WORKERS, d3, sizeof d3));
-            } else {
-                snprintf(name, sizeof name, "%s.node2.%s", p->name, part);
-                check(name, pct(&pl, 2) >= PLACEMENT_MIN_PCT && pl.errors == 0, "%.2f %% on node 2: %s",
-                      pct(&pl, 2), describe(&pl, d2, sizeof d2));
-            }
-        }
+        placement_checks("", p, bs, WORKERS);
     }
     struct refresher rf, rw;
     refresh_phase(&rf, &rw);

@@ -199,6 +199,9 @@ pub fn missing_tools() -> Vec<&'static str> {
     if which("cc").is_none() {
         m.push("gcc");
     }
+    if which("numactl").is_none() {
+        m.push("numactl");
+    }
     if which("ldd").is_none() {
         m.push("libc-bin");
     }
@@ -447,12 +450,14 @@ pub struct GuestFiles {
     pub preload_program: PathBuf,
     /// libhotslab.so.
     pub preload_lib: PathBuf,
+    /// The host's numactl (dynamically linked; its libraries are packed too).
+    pub numactl: PathBuf,
 }
 
 /// Packs the initramfs: busybox with one symlink per applet, `/init`, `/dev/console`, the guest
 /// programs (`/hotslab-guest`, `/hotslab-guest-alloc`, `/preload-guest`), `/lib/libhotslab.so`,
-/// and the host's loader and libraries the C program and libhotslab.so need, at the paths `ldd`
-/// names.
+/// `/usr/bin/numactl`, and the host's loader and libraries the C program, libhotslab.so and
+/// numactl need, at the paths `ldd` names.
 pub fn initramfs(files: &GuestFiles, out: &Path) -> Result<(), HostError> {
     let busybox = which("busybox")
         .or_else(|| Some(PathBuf::from("/bin/busybox")).filter(|p| p.is_file()))
@@ -462,9 +467,11 @@ pub fn initramfs(files: &GuestFiles, out: &Path) -> Result<(), HostError> {
     let mut c = Cpio::new(io::BufWriter::new(f));
     let mut libs = shared_deps(&files.preload_program)?;
     libs.extend(shared_deps(&files.preload_lib)?);
+    libs.extend(shared_deps(&files.numactl)?);
+    libs.push(("/usr/bin/numactl".into(), files.numactl.clone()));
     libs.sort();
     libs.dedup();
-    let mut dirs: Vec<String> = ["bin", "dev", "proc", "sys", "tmp", "root", "lib"]
+    let mut dirs: Vec<String> = ["bin", "dev", "proc", "sys", "tmp", "root", "lib", "usr/bin"]
         .map(String::from)
         .to_vec();
     for (guest_path, _) in &libs {
@@ -545,10 +552,13 @@ pub fn prepare(opts: &Options) -> Result<Prepared, HostError> {
     std::fs::create_dir_all(&run)?;
     let preload_program = build_preload_program(&run.join("preload-guest"))?;
     let initrd = run.join("initramfs.cpio");
+    let numactl = which("numactl")
+        .ok_or_else(|| HostError("numactl not found (apt-get install numactl)".into()))?;
     let files = GuestFiles {
         bins,
         preload_program,
         preload_lib,
+        numactl,
     };
     initramfs(&files, &initrd)?;
     Ok(Prepared {

@@ -161,6 +161,35 @@ fn guest_follows_real_memory_hotplug() {
             assert!(r.has_passed(&name), "{name} missing or failed");
         }
     }
+    // Each program again as a fresh process under the real numactl.
+    assert!(r.has_passed("LD_PRELOAD.numactl.active"));
+    for who in ["SlabAlloc", "LD_PRELOAD"] {
+        for (policy, placed) in [
+            ("membind", &["membind.node2.slab", "membind.node2.large"]),
+            (
+                "preferred",
+                &["preferred.node2.slab", "preferred.node2.large"],
+            ),
+            (
+                "interleave",
+                &["interleave.spread.slab", "interleave.spread.large"],
+            ),
+        ] {
+            let names = [
+                format!("{policy}.policy"),
+                format!("{policy}.alloc"),
+                format!("{policy}.completed"),
+            ];
+            for what in names
+                .iter()
+                .map(String::as_str)
+                .chain(placed.iter().copied())
+            {
+                let name = format!("{who}.numactl.{what}");
+                assert!(r.has_passed(&name), "{name} missing or failed");
+            }
+        }
+    }
     // The guest kernel reports the HMAT the host configured (best initiator per target).
     for node in 0..3u16 {
         let (lat, bw) = hmat_access0(node).expect("configured");

@@ -451,6 +451,7 @@ fn run(r: &mut Reporter) {
         r.value(&format!("{label}.survivors"), survivors);
         if cycle == 1 {
             children::wait_all(r, &mut kids, "armed", Duration::from_secs(180));
+            children::run_numactl(r);
         }
 
         line(format!("READY remove {cycle}"));

@@ -467,6 +467,82 @@ fn pct_detail(p: &Placement, nid: NodeId) -> String {
     format!("{:.2} % on node {nid}: {}", p.pct_on(nid), p.describe())
 }
 
+/// `<prefix>.<policy>.alloc` and the placement checks of one policy's batches: `membind` and
+/// `preferred` need >= 99 % of the slab and of the large pages on node 2, `interleave` >= 25 % on
+/// each of nodes 0 and 1 and none on node 2.
+fn placement_checks(r: &mut Reporter, prefix: &str, p: &Policy, batches: &[Batch]) {
+    let (n, want) = batches
+        .iter()
+        .fold((0, 0), |(n, w), b| (n + b.objs.len(), w + b.wanted));
+    r.check(
+        &format!("{prefix}.{}.alloc", p.name),
+        n == want,
+        format!("{n}/{want} objects"),
+    );
+    for (part, large) in [("slab", false), ("large", true)] {
+        let pl = merged(batches, Some(large));
+        if p.mode == MPOL_INTERLEAVE {
+            let ok = pl.pct_on(N0) >= INTERLEAVE_MIN_PCT
+                && pl.pct_on(N1) >= INTERLEAVE_MIN_PCT
+                && pl.on(N2) == 0
+                && pl.errors == 0;
+            r.check(
+                &format!("{prefix}.interleave.spread.{part}"),
+                ok,
+                format!(
+                    "{:.1} % on node 0, {:.1} % on node 1 (each >= {INTERLEAVE_MIN_PCT} %): {}; \
+                     pages n0/n1/n2 by size {}",
+                    pl.pct_on(N0),
+                    pl.pct_on(N1),
+                    pl.describe(),
+                    by_size(batches)
+                ),
+            );
+        } else {
+            r.check(
+                &format!("{prefix}.{}.node2.{part}", p.name),
+                pl.pct_on(N2) >= PLACEMENT_MIN_PCT && pl.errors == 0,
+                pct_detail(&pl, N2),
+            );
+        }
+    }
+}
+
+/// `hotslab-guest-alloc --oneshot <policy>`: the whole process was started under `numactl` with
+/// that policy and CPU 0 (after the add); the main thread and `WORKERS` threads allocate one batch
+/// each, checked as `SlabAlloc.numactl.<policy>.*`, then everything is freed.
+fn oneshot(r: &mut Reporter, name: &str) -> Result<(), String> {
+    let p = POLICIES
+        .iter()
+        .find(|p| p.name == name)
+        .ok_or_else(|| format!("no policy {name:?}"))?;
+    let prefix = format!("{WHO}.numactl");
+    let mut mode = -1;
+    let mut nodes = NodeMask::new();
+    let got = get_mempolicy(&mut mode, Some(&mut nodes), std::ptr::null(), 0);
+    let cpu0 = only_cpu0();
+    let mut batches = vec![Batch::alloc(300)];
+    let hs: Vec<_> = (0..WORKERS as u64)
+        .map(|w| std::thread::spawn(move || Batch::alloc(302 + 2 * w)))
+        .collect();
+    for h in hs {
+        batches.push(h.join().map_err(|_| "a worker panicked".to_string())?);
+    }
+    r.check(
+        &format!("{prefix}.{}.policy", p.name),
+        got.is_ok() && mode == p.mode && nodes == p.nodes && cpu0,
+        format!(
+            "process under mode {mode} nodes {nodes} ({got:?}), CPU 0 only: {cpu0}; expected mode {} nodes {}",
+            p.mode, p.nodes
+        ),
+    );
+    placement_checks(r, &prefix, p, &batches);
+    for mut b in batches {
+        b.free();
+    }
+    Ok(())
+}
+
 fn run(r: &mut Reporter) -> Result<(), String> {
     let mut input = BufReader::new(std::io::stdin());
     let kernel = sysfs_nodes("has_memory").unwrap_or_default();
@@ -520,41 +596,7 @@ fn run(r: &mut Reporter) -> Result<(), String> {
             ),
         );
         let batches: Vec<Batch> = got.into_iter().map(|(_, b)| b).collect();
-        let (n, want) = batches
-            .iter()
-            .fold((0, 0), |(n, w), b| (n + b.objs.len(), w + b.wanted));
-        r.check(
-            &format!("{WHO}.{}.alloc", p.name),
-            n == want,
-            format!("{n}/{want} objects"),
-        );
-        for (part, large) in [("slab", false), ("large", true)] {
-            let pl = merged(&batches, Some(large));
-            if p.mode == MPOL_INTERLEAVE {
-                let ok = pl.pct_on(N0) >= INTERLEAVE_MIN_PCT
-                    && pl.pct_on(N1) >= INTERLEAVE_MIN_PCT
-                    && pl.on(N2) == 0
-                    && pl.errors == 0;
-                r.check(
-                    &format!("{WHO}.interleave.spread.{part}"),
-                    ok,
-                    format!(
-                        "{:.1} % on node 0, {:.1} % on node 1 (each >= {INTERLEAVE_MIN_PCT} %): {}; \
-                         pages n0/n1/n2 by size {}",
-                        pl.pct_on(N0),
-                        pl.pct_on(N1),
-                        pl.describe(),
-                        by_size(&batches)
-                    ),
-                );
-            } else {
-                r.check(
-                    &format!("{WHO}.{}.node2.{part}", p.name),
-                    pl.pct_on(N2) >= PLACEMENT_MIN_PCT && pl.errors == 0,
-                    pct_detail(&pl, N2),
-                );
-            }
-        }
+        placement_checks(r, WHO, p, &batches);
         groups.push((*p, ws, batches));
     }
     let refreshed = refresh_phase(r, 200)?;
@@ -648,7 +690,13 @@ fn run(r: &mut Reporter) -> Result<(), String> {
 
 fn main() {
     let mut r = Reporter::default();
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(&mut r)));
+    let args: Vec<String> = std::env::args().collect();
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        match args.get(1).map(String::as_str) {
+            Some("--oneshot") => oneshot(&mut r, args.get(2).map_or("", String::as_str)),
+            _ => run(&mut r),
+        }
+    }));
     match outcome {
         Ok(Ok(())) => {}
         Ok(Err(e)) => {

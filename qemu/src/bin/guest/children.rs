@@ -18,11 +18,15 @@ pub const ALLOC_BIN: &str = "/hotslab-guest-alloc";
 pub const PRELOAD_BIN: &str = "/preload-guest";
 /// libhotslab.so inside the guest.
 pub const PRELOAD_LIB: &str = "/lib/libhotslab.so";
+/// The host's numactl, packed with its libraries.
+pub const NUMACTL: &str = "/usr/bin/numactl";
 
 /// One running child program.
 pub struct ChildProg {
-    /// `SlabAlloc` or `LD_PRELOAD` (the prefix of its check names).
+    /// `SlabAlloc` or `LD_PRELOAD` (the prefix of its check names and the name in its stage lines).
     pub who: &'static str,
+    /// The prefix of its `<label>.completed` check.
+    pub label: String,
     child: Child,
     stdin: Option<ChildStdin>,
     stages: Receiver<String>,
@@ -32,7 +36,7 @@ pub struct ChildProg {
 
 impl ChildProg {
     /// Starts `cmd` with piped stdin/stdout and a relay thread for its output.
-    pub fn spawn(who: &'static str, mut cmd: Command) -> Result<ChildProg, String> {
+    pub fn spawn(who: &'static str, label: String, mut cmd: Command) -> Result<ChildProg, String> {
         let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -68,6 +72,7 @@ impl ChildProg {
             .map_err(|e| format!("relay thread: {e}"))?;
         Ok(ChildProg {
             who,
+            label,
             child,
             stdin,
             stages,
@@ -107,7 +112,7 @@ impl ChildProg {
     }
 
     /// Closes stdin, waits for the exit and the relay, adds the relayed checks to `r` and checks
-    /// `<who>.completed`: the program reached `done` and exited with status 0.
+    /// `<label>.completed`: the program reached `done` and exited with status 0.
     pub fn finish(mut self, r: &mut Reporter) {
         let done = self.done || self.wait_stage("done", Duration::from_secs(120)).is_ok();
         self.stdin = None;
@@ -121,7 +126,7 @@ impl ChildProg {
         r.failed += failed;
         let exited_ok = status.as_ref().is_ok_and(|s| s.success());
         r.check(
-            &format!("{}.completed", self.who),
+            &format!("{}.completed", self.label),
             done && exited_ok && checks > 0,
             format!(
                 "reached done={done}, exit {:?}, {checks} checks relayed ({failed} failed)",
@@ -147,7 +152,7 @@ pub fn start_all(r: &mut Reporter) -> Vec<ChildProg> {
     let mut preload = Command::new(PRELOAD_BIN);
     preload.env("LD_PRELOAD", PRELOAD_LIB);
     for (who, cmd) in [("SlabAlloc", alloc), ("LD_PRELOAD", preload)] {
-        match ChildProg::spawn(who, cmd) {
+        match ChildProg::spawn(who, who.to_string(), cmd) {
             Ok(c) => out.push(c),
             Err(e) => {
                 r.check(&format!("{who}.spawn"), false, e);
@@ -199,5 +204,39 @@ pub fn send_added(kids: &mut [ChildProg]) {
 pub fn send_all(kids: &mut [ChildProg], cmd: &str) {
     for k in kids {
         k.send(cmd);
+    }
+}
+
+/// After the add: each program once more as a fresh process under the real `numactl`
+/// (`--membind=2`, `--preferred=2`, `--interleave=0,1`, all with `--physcpubind=0`), in its
+/// `--oneshot` mode: `<who>.numactl.<policy>.*` checks, then `<who>.numactl.<policy>.completed`.
+/// The C program gets `LD_PRELOAD` through `env`, so numactl itself runs on glibc's malloc.
+pub fn run_numactl(r: &mut Reporter) {
+    for (policy, arg) in [
+        ("membind", "--membind=2"),
+        ("preferred", "--preferred=2"),
+        ("interleave", "--interleave=0,1"),
+    ] {
+        for who in ["SlabAlloc", "LD_PRELOAD"] {
+            let mut cmd = Command::new(NUMACTL);
+            cmd.args([arg, "--physcpubind=0"]);
+            if who == "SlabAlloc" {
+                cmd.arg(ALLOC_BIN);
+            } else {
+                cmd.args([
+                    "/bin/env",
+                    &format!("LD_PRELOAD={PRELOAD_LIB}"),
+                    PRELOAD_BIN,
+                ]);
+            }
+            cmd.args(["--oneshot", policy]);
+            let label = format!("{who}.numactl.{policy}");
+            match ChildProg::spawn(who, label.clone(), cmd) {
+                Ok(c) => c.finish(r),
+                Err(e) => {
+                    r.check(&format!("{label}.completed"), false, e);
+                }
+            }
+        }
     }
 }
