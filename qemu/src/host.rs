@@ -442,27 +442,6 @@ echo "HOTSLAB EXIT $?"
 poweroff -f
 "#;
 
-/// The bytes of an ELF file for the initramfs, without its debug sections when `strip` is there
-/// (the guest never reads them, and a smaller archive boots faster under TCG).
-fn stripped(elf: &Path) -> Result<Vec<u8>, HostError> {
-    if which("strip").is_some() {
-        let tmp = cache_dir().join("run").join("strip.tmp");
-        let ok = Command::new("strip")
-            .arg("--strip-debug")
-            .arg("-o")
-            .arg(&tmp)
-            .arg(elf)
-            .status()
-            .is_ok_and(|s| s.success());
-        if ok {
-            let bytes = std::fs::read(&tmp)?;
-            let _ = std::fs::remove_file(&tmp);
-            return Ok(bytes);
-        }
-    }
-    Ok(std::fs::read(elf)?)
-}
-
 /// What goes into the initramfs besides busybox and `/init`.
 pub struct GuestFiles {
     /// The static guest programs.
@@ -517,10 +496,22 @@ pub fn initramfs(files: &GuestFiles, out: &Path) -> Result<(), HostError> {
         }
     }
     c.file("init", 0o755, INIT.as_bytes())?;
-    c.file("hotslab-guest", 0o755, &stripped(&files.bins.guest)?)?;
-    c.file("hotslab-guest-alloc", 0o755, &stripped(&files.bins.alloc)?)?;
-    c.file("preload-guest", 0o755, &stripped(&files.preload_program)?)?;
-    c.file("lib/libhotslab.so", 0o755, &stripped(&files.preload_lib)?)?;
+    c.file("hotslab-guest", 0o755, &std::fs::read(&files.bins.guest)?)?;
+    c.file(
+        "hotslab-guest-alloc",
+        0o755,
+        &std::fs::read(&files.bins.alloc)?,
+    )?;
+    c.file(
+        "preload-guest",
+        0o755,
+        &std::fs::read(&files.preload_program)?,
+    )?;
+    c.file(
+        "lib/libhotslab.so",
+        0o755,
+        &std::fs::read(&files.preload_lib)?,
+    )?;
     for (guest_path, host) in &libs {
         if guest_path.ends_with("/libhotslab.so") {
             continue;
