@@ -7,7 +7,9 @@
  * MPOL_INTERLEAVE {0,1} ("interleave") on CPU 0, as numactl would start them (the policy and the
  * affinity are set on the spawning thread, inherited, then dropped again); move_pages(2) tells
  * where their objects' pages are; after the removal every object keeps its data, none is on node
- * 2, and the same threads' new allocations succeed elsewhere. Plain syscalls, no libnuma. */
+ * 2, and the same threads' new allocations succeed elsewhere; and hs_refresh_mempolicy() after a
+ * thread changes its own policy. `preload-guest --oneshot <policy>` is the mode run under the real
+ * numactl after the add (LD_PRELOAD.numactl.<policy>.*). Plain syscalls, no libnuma. */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <errno.h>

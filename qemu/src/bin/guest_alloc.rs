@@ -12,7 +12,12 @@
 //! 2, and the workers' (and the main thread's) new allocations must succeed elsewhere.
 //!
 //! CPU 0 is node 0's only CPU: node-local placement alone would put every page on node 0, so only
-//! an allocator that follows the policy passes `membind`, `preferred` and `interleave`.
+//! an allocator that follows the policy passes `membind`, `preferred` and `interleave`. Also
+//! checked: `hotslab::refresh_mempolicy()` after a thread changes its own policy (`refresh.*`).
+//!
+//! `hotslab-guest-alloc --oneshot <membind|preferred|interleave>`: the mode `hotslab-guest` runs
+//! under the real `numactl` after the add (`SlabAlloc.numactl.<policy>.*`): the whole process
+//! starts under the policy and CPU 0, its main thread and workers allocate a batch each.
 
 use std::alloc::{alloc, dealloc, Layout};
 use std::io::BufReader;
