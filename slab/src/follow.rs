@@ -157,9 +157,15 @@ mod imp {
         let mut config = FollowConfig::default();
         if let Some(root) = crate::knobs::sysfs_root() {
             use std::os::unix::ffi::OsStrExt;
-            config = config
-                .sysfs_root(std::ffi::OsStr::from_bytes(root))
-                .mems_allowed(MemsAllowed::Ignore);
+            config = config.sysfs_root(std::ffi::OsStr::from_bytes(root));
+            config = match crate::knobs::mems_file() {
+                Some(file) => {
+                    config.mems_allowed(MemsAllowed::Custom(Arc::new(watch(move || {
+                        hotslab_numa::sysfs::read_status_mems_allowed_at(file).ok()
+                    }))))
+                }
+                None => config.mems_allowed(MemsAllowed::Ignore),
+            };
         } else {
             config = config.mems_allowed(MemsAllowed::Custom(Arc::new(watch_mems_allowed())));
         }
@@ -207,9 +213,16 @@ mod imp {
 
     /// The process's `mems_allowed` for the follower, telling the placement code when it changed.
     fn watch_mems_allowed() -> impl Fn() -> Option<NodeMask> + Send + Sync {
+        watch(process_mems_allowed)
+    }
+
+    /// `source` for the follower, telling the placement code when its answer changed.
+    fn watch(
+        source: impl Fn() -> Option<NodeMask> + Send + Sync,
+    ) -> impl Fn() -> Option<NodeMask> + Send + Sync {
         let last = std::sync::Mutex::new(None::<NodeMask>);
         move || {
-            let now = process_mems_allowed();
+            let now = source();
             let mut last = last.lock().unwrap_or_else(|p| p.into_inner());
             if last.is_some() && *last != now {
                 crate::placement::invalidate_all();

@@ -200,8 +200,9 @@ fn initial_states(topo: &Topology) -> NodeStateSnapshot {
     let nodes = topo.nodes();
     let online = topo.online_nodes().intersection(&nodes);
     let mut has_memory = topo.memory_nodes().intersection(&nodes);
-    // (Not for a simulated topology or a fake sysfs tree: their nodes are not the kernel's.)
-    if !topo.is_simulated() && crate::knobs::sysfs_root().is_none() {
+    // (Not for a simulated topology or a fake sysfs tree, whose nodes are not the kernel's, nor
+    // under Miri, which has no get_mempolicy.)
+    if !topo.is_simulated() && crate::knobs::sysfs_root().is_none() && !cfg!(miri) {
         if let Ok(allowed) = hotslab_numa::policy::mems_allowed() {
             let usable = has_memory.intersection(&allowed);
             if !usable.is_empty() {

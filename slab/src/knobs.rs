@@ -17,6 +17,13 @@
 //! | `HOTSLAB_PUBLISH` | `1` (default), `0` | statistics for `hotslab-top` in `/dev/shm/hotslab.<pid>` (`publish.rs`) |
 //! | `HOTSLAB_VERBOSE` | `0` (default), `1` | the configuration chosen (nodes, tiers, mode, every knob) on stderr at start |
 //! | `HOTSLAB_FOLLOW` | `0` or `1` (default 1) | `0`: the default domain does not follow memory hotplug (no `hotslab-follow` thread, see `follow.rs`) |
+//!
+//! Test hooks, never set in normal use: `HOTSLAB_TEST_SYSFS_ROOT` (a fake
+//! `/sys/devices/system/node` for the default domain's topology and follower; no cpuset filter),
+//! `HOTSLAB_TEST_MEMS_ALLOWED` (with it: a `/proc/self/status`-style file standing for the
+//! cpuset), `HOTSLAB_TEST_UEVENT_SOCKET` and `HOTSLAB_TEST_FOLLOW_RESCAN_MS` (read by the
+//! follower thread: recorded uevents from a datagram socket bound there, the re-scan period),
+//! `HOTSLAB_TEST_BUILD_PAUSE` (`global.rs`).
 
 use core::cell::UnsafeCell;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, AtomicUsize, Ordering};
@@ -53,6 +60,10 @@ static STATS_PATH: Bytes<[u8; PATH_MAX]> = Bytes(UnsafeCell::new([0; PATH_MAX]))
 /// topology and its hotplug follower read instead of the real one (never set in normal use).
 static SYSFS_ROOT: Bytes<[u8; PATH_MAX]> = Bytes(UnsafeCell::new([0; PATH_MAX]));
 static SYSFS_ROOT_LEN: AtomicUsize = AtomicUsize::new(0);
+/// Test hook `HOTSLAB_TEST_MEMS_ALLOWED` (with a fake tree): a file in `/proc/self/status`
+/// format whose `Mems_allowed_list:` stands for the process's cpuset.
+static MEMS_FILE: Bytes<[u8; PATH_MAX]> = Bytes(UnsafeCell::new([0; PATH_MAX]));
+static MEMS_FILE_LEN: AtomicUsize = AtomicUsize::new(0);
 /// The real topology a simulated one is laid over (too large for a small thread stack).
 static BASE: Bytes<Topology> = Bytes(UnsafeCell::new(Topology::empty()));
 
@@ -213,6 +224,14 @@ pub(crate) fn read() {
             SYSFS_ROOT_LEN.store(v.len(), Ordering::Release);
         }
     }
+    if let Some(v) = env(b"HOTSLAB_TEST_MEMS_ALLOWED\0") {
+        if v.first() == Some(&b'/') && v.len() < PATH_MAX {
+            // SAFETY: as for SYSFS_ROOT above.
+            let buf = unsafe { &mut *MEMS_FILE.0.get() };
+            buf[..v.len()].copy_from_slice(v);
+            MEMS_FILE_LEN.store(v.len(), Ordering::Release);
+        }
+    }
     if let Some(v) = env(b"HOTSLAB_VERBOSE\0") {
         match v {
             b"" | b"0" => VERBOSE.store(false, Ordering::Relaxed),
@@ -279,6 +298,13 @@ fn sysfs_source() -> SysfsSource<'static> {
         Some(root) => SysfsSource::at(root, None).coverage(Coverage::Possible),
         None => SysfsSource::SYSTEM.coverage(Coverage::Possible),
     }
+}
+
+/// The cpuset file of the `HOTSLAB_TEST_MEMS_ALLOWED` test hook, if set (with a fake tree).
+pub(crate) fn mems_file() -> Option<&'static [u8]> {
+    let n = MEMS_FILE_LEN.load(Ordering::Acquire);
+    // SAFETY: written before its length was published (Release), never changed.
+    (n > 0 && sysfs_root().is_some()).then(|| unsafe { &(&*MEMS_FILE.0.get())[..n] })
 }
 
 /// The fake sysfs node directory of the `HOTSLAB_TEST_SYSFS_ROOT` test hook, if set.

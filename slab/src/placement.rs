@@ -12,6 +12,7 @@
 //! | interleave | the policy's nodes in turn, one slab each |
 //! | weighted interleave | the policy's nodes in turn, `weight` slabs each (`/sys/kernel/mm/mempolicy/weighted_interleave/nodeN`) |
 //!
+//! The weights are read once per process (again after a [`refresh_mempolicy`]).
 //! A node outside `mems_allowed` is never chosen (`mbind` there fails with `EINVAL`). Only a domain
 //! that asked for it ([`SlabDomain::set_task_placement`]; the process-wide default domain does) is
 //! placed this way; the others keep the CPU's node and the distance order. Policy node ids are
@@ -96,9 +97,16 @@ fn mask(w: [u64; 2]) -> NodeMask {
     NodeMask::from_words(all)
 }
 
-/// Reads the calling thread's policy and cpuset now (two `get_mempolicy` calls).
+/// Reads the calling thread's policy and cpuset now (two `get_mempolicy` calls; none under
+/// Miri, which has no such system call: the default policy, no cpuset filter).
 fn read_now() -> State {
-    let allowed = if crate::knobs::sysfs_root().is_some() {
+    if cfg!(miri) {
+        return from_policy(&MemPolicy::DEFAULT, &NodeMask::new());
+    }
+    let allowed = if let Some(file) = crate::knobs::mems_file() {
+        // A fake sysfs tree with a fake cpuset (tests).
+        hotslab_numa::sysfs::read_status_mems_allowed_at(file).unwrap_or_default()
+    } else if crate::knobs::sysfs_root().is_some() {
         // A fake sysfs tree (tests): its nodes are not this host's; no cpuset filter.
         NodeMask::new()
     } else {
@@ -138,6 +146,7 @@ fn current() -> State {
 /// every thread when the follower sees the process's cpuset change; slabs already handed out
 /// stay where they are. Also ends a [`set_thread_mempolicy`] override.
 pub fn refresh_mempolicy() {
+    forget_interleave_weights();
     store(read_now());
 }
 
@@ -283,8 +292,8 @@ fn read_weight(real: NodeId) -> Option<u8> {
     u8::try_from(w).ok().filter(|&w| w > 0)
 }
 
-/// Forgets the interleave weights read so far (tests; and [`refresh_mempolicy`] callers that
-/// changed them are served from the next read).
+/// Forgets the interleave weights read so far: they are read again from sysfs when next needed
+/// ([`refresh_mempolicy`] does this, so a thread that changed them sees the new ones).
 #[doc(hidden)]
 pub fn forget_interleave_weights() {
     for w in &WEIGHTS {

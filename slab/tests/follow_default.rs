@@ -144,6 +144,57 @@ fn child_follow() {
     println!("child follow ok");
 }
 
+/// Child: the cpuset (a fake `Mems_allowed_list:` file) loses node 2 and gets it back.
+fn child_cpuset() {
+    let file = std::env::var("HOTSLAB_TEST_MEMS_ALLOWED").unwrap();
+    let set_allowed = |list: &str| {
+        std::fs::write(&file, format!("Name:\tx\nMems_allowed_list:\t{list}\n")).unwrap();
+    };
+    let d = hotslab::default_domain().unwrap();
+    assert_eq!(d.hotplug().states.has_memory(), NodeMask::range(0, 3));
+    assert_eq!(
+        hotslab::thread_placement().mems_allowed,
+        NodeMask::range(0, 3)
+    );
+    let p = hotslab::try_kmalloc_node(64, n(2)).unwrap();
+    wait_for_follower();
+
+    set_allowed("0-1");
+    assert!(hotslab::linux::default_follower_rescan());
+    let st = default_follower_wait_until(WAIT, |s| !s.domain.has_memory.test(n(2)))
+        .expect("the follower never saw the cpuset lose node 2");
+    assert!(st.not_allowed.test(n(2)), "{st:?}");
+    // Every thread reads its cpuset again: this one (read before) and a new one.
+    assert_eq!(
+        hotslab::try_kmalloc_node(64, n(2)),
+        Err(CacheError::NodeNotAllowed(2))
+    );
+    assert_eq!(
+        hotslab::thread_placement().mems_allowed,
+        NodeMask::range(0, 2)
+    );
+    let other = std::thread::spawn(hotslab::thread_placement)
+        .join()
+        .unwrap();
+    assert_eq!(other.mems_allowed, NodeMask::range(0, 2));
+    // Allocations keep to the cpuset.
+    let v: Vec<Vec<u8>> = (0..3000).map(|i| vec![3u8; 1 + i % 2000]).collect();
+    assert!(v.iter().all(|b| b.iter().all(|&x| x == 3)));
+
+    set_allowed("0-2");
+    assert!(hotslab::linux::default_follower_rescan());
+    default_follower_wait_until(WAIT, |s| s.domain.has_memory.test(n(2)))
+        .expect("the follower never saw node 2 allowed again");
+    let q = hotslab::try_kmalloc_node(64, n(2)).unwrap();
+    // SAFETY: both came from kmalloc and are not used again.
+    unsafe {
+        hotslab::kfree(p.as_ptr()).unwrap();
+        hotslab::kfree(q.as_ptr()).unwrap();
+    }
+    assert!(d.check_invariants().ok());
+    println!("child cpuset ok");
+}
+
 /// Child: `HOTSLAB_FOLLOW=0`.
 fn child_off() {
     let mut keep = Vec::new();
@@ -231,6 +282,7 @@ fn child() {
         "follow" => child_follow(),
         "off" => child_off(),
         "fork" => child_fork(),
+        "cpuset" => child_cpuset(),
         "bind" => child_numactl(PolicyMode::Bind),
         "preferred" => child_numactl(PolicyMode::Preferred),
         "interleave" => child_numactl(PolicyMode::Interleave),
@@ -291,6 +343,32 @@ fn the_default_domain_follows_a_node_that_appears_and_goes() {
     let env = fake_env(&fake, sock.to_str().unwrap());
     let env: Vec<(&str, &str)> = env.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
     run_child(&[], "follow", &env);
+}
+
+#[test]
+fn a_cpuset_change_is_followed_by_the_domain_and_every_thread() {
+    let fake = FakeSysfs::new().unwrap();
+    let all = NodeMask::range(0, 3);
+    fake.set_masks(&NodeStateSnapshot {
+        possible: all,
+        online: all,
+        has_memory: all,
+        has_normal_memory: all,
+    })
+    .unwrap();
+    fake.set_node(n(0), "0", 512 << 20, &[10, 20, 20]).unwrap();
+    fake.set_node(n(1), "1", 512 << 20, &[20, 10, 20]).unwrap();
+    fake.set_node(n(2), "", 512 << 20, &[20, 20, 10]).unwrap();
+    let mems = fake.root().join("status");
+    std::fs::write(&mems, "Name:\tx\nMems_allowed_list:\t0-2\n").unwrap();
+    let sock = fake.root().join("uevents.sock");
+    let mut env = fake_env(&fake, sock.to_str().unwrap());
+    env.push((
+        "HOTSLAB_TEST_MEMS_ALLOWED".into(),
+        mems.to_str().unwrap().into(),
+    ));
+    let env: Vec<(&str, &str)> = env.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    run_child(&[], "cpuset", &env);
 }
 
 #[test]

@@ -280,3 +280,29 @@ fn the_real_policy_is_read_once_per_thread_and_on_refresh() {
         assert_eq!(hotslab::thread_placement().mode, PolicyMode::Default);
     });
 }
+
+#[test]
+fn preferred_nodes_are_tried_tier_first() {
+    // Nodes 0, 1 and 3 in the fast tier, node 2 (a CXL expander, say) in a slower one. Without
+    // tiers the tie on distance goes to the lower id, node 2.
+    let mut t = Topology::simulated(4).unwrap();
+    for (v, tier) in [(0, 0), (1, 0), (2, 1), (3, 0)] {
+        assert!(t.set_tier(n(v), Some(tier)));
+    }
+    let d = SlabDomain::with_topology(t, quiet()).unwrap();
+    d.set_task_placement(true);
+    let plain = placed(4);
+    on_thread(move || {
+        hotslab::set_thread_mempolicy(policy(PolicyMode::Preferred, "2-3"), None);
+        let c = d.create_cache(CacheConfig::new("tiered", 256)).unwrap();
+        let (objs, nodes) = alloc_many(&c, 300);
+        assert_eq!(counts(&nodes), BTreeMap::from([(3, 300)]));
+        free_all(&c, objs);
+        let c = plain
+            .create_cache(CacheConfig::new("untiered", 256))
+            .unwrap();
+        let (objs, nodes) = alloc_many(&c, 300);
+        assert_eq!(counts(&nodes), BTreeMap::from([(2, 300)]));
+        free_all(&c, objs);
+    });
+}

@@ -380,6 +380,7 @@ fn publish_off_and_verbose() {
         "HOTSLAB_SECURE=0",
         "HOTSLAB_BACKGROUND=1",
         "HOTSLAB_PUBLISH=0",
+        "HOTSLAB_FOLLOW=1",
         "HOTSLAB_VERBOSE=1",
     ] {
         assert!(knobs.contains(k), "{k} in {knobs}");
