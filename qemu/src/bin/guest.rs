@@ -1,7 +1,9 @@
 //! The guest test program (static, runs as a child of the initramfs's init inside the QEMU guest): builds
 //! a slab domain over the guest kernel's sysfs, follows its memory hotplug with the Linux backend, and
-//! checks placement, node 2 coming and going in every cache, and that no object is lost. Talks to the
-//! host driver only through `HOTSLAB` lines on the serial console (see `protocol.rs`).
+//! checks placement, node 2 coming and going in every cache, and that no object is lost. In the first
+//! cycle it also runs the default-allocator programs (`guest/children.rs`) and the HMAT, tier and
+//! fallback-order checks (`guest/hmat.rs`). Talks to the host driver only through `HOTSLAB` lines on
+//! the serial console (see `protocol.rs`).
 
 use std::ptr::NonNull;
 use std::time::{Duration, Instant};
