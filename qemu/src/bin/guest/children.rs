@@ -116,6 +116,10 @@ impl ChildProg {
     pub fn finish(mut self, r: &mut Reporter) {
         let done = self.done || self.wait_stage("done", Duration::from_secs(120)).is_ok();
         self.stdin = None;
+        if !done {
+            // Hung or lost: do not wait for it forever.
+            let _ = self.child.kill();
+        }
         let status = self.child.wait();
         let (checks, failed) = self
             .relay
