@@ -256,6 +256,10 @@ fn spawn_workers(p: Policy, tag: u64) -> Result<Vec<Worker>, String> {
                 }
                 // Phase 2 runs after the removal, still under the policy the thread started with.
                 if go_rx.recv().is_ok() {
+                    // What the kernel made of the policy when node 2 left the cpuset.
+                    let mut mode = -1;
+                    let mut nodes = NodeMask::new();
+                    let _ = get_mempolicy(&mut mode, Some(&mut nodes), std::ptr::null(), 0);
                     let seen = Seen {
                         mode,
                         nodes,
@@ -648,6 +652,10 @@ fn run(r: &mut Reporter) -> Result<(), String> {
             let _ = w.go.send(());
         }
         let got = collect(ws).ok_or_else(|| format!("{} workers did not report", p.name))?;
+        let now: Vec<String> = got
+            .iter()
+            .map(|(s, _)| format!("mode {} nodes {}", s.mode, s.nodes))
+            .collect();
         let bs: Vec<Batch> = got.into_iter().map(|(_, b)| b).collect();
         let (n, want, ok) = bs.iter().fold((0, 0, 0), |(n, w, i), b| {
             (n + b.objs.len(), w + b.wanted, i + b.intact())
@@ -656,7 +664,10 @@ fn run(r: &mut Reporter) -> Result<(), String> {
         r.check(
             &format!("{WHO}.removal.fallback.{}", p.name),
             n == want && ok == n && pl.on(N2) == 0 && pl.errors == 0 && pl.present() > 0,
-            format!("{n}/{want} objects, {ok} intact, {}", pl.describe()),
+            format!(
+                "{n}/{want} objects, {ok} intact, {}; thread policies now {now:?}",
+                pl.describe()
+            ),
         );
         after.extend(bs);
     }
