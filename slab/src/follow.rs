@@ -6,7 +6,7 @@
 //! itself is `hotslab_hotplug::linux`'s.
 //!
 //! Started lazily, like the background purger (`background.rs`): from the global allocator's
-//! slow paths once the default domain is built (never inside the bootstrap, never while hotslab
+//! slow paths (and from `kmalloc`/`kmalloc_node`) once the default domain is built (never inside the bootstrap, never while hotslab
 //! holds a lock), with raw `pthread_create` (signals blocked, a fixed stack, no std spawn, which
 //! reads the environment under a lock). Everything that allocates (the netlink socket, the first
 //! sysfs scan, the status) happens on the new thread. The fast paths never look at it; the slow

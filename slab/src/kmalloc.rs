@@ -411,7 +411,10 @@ pub fn usable_size(p: *mut u8) -> Option<usize> {
 /// `kmalloc` on the default domain: `size` bytes, 8-byte aligned. Null on failure.
 pub fn kmalloc(size: usize) -> *mut u8 {
     match crate::global::domain() {
-        Some(d) => d.kmalloc_layout(size, 8, None),
+        Some(d) => {
+            crate::follow::poll();
+            d.kmalloc_layout(size, 8, None)
+        }
         None => ptr::null_mut(),
     }
 }
@@ -430,6 +433,7 @@ pub fn try_kmalloc_node(
     node: NodeId,
 ) -> Result<core::ptr::NonNull<u8>, crate::CacheError> {
     let d = crate::global::domain().ok_or(crate::CacheError::NoMemory)?;
+    crate::follow::poll();
     if !d.topology().nodes().test(node) {
         return Err(crate::CacheError::UnknownNode(node.0));
     }

@@ -322,8 +322,8 @@ pub(crate) fn alloc_order(d: &SlabDomain, want: Option<NodeId>, out: &mut [NodeI
     }
     let mut st = current();
     let allowed_real = mask(st.allowed);
-    let pinned = st;
-    let allowed = |v: NodeId| allowed_real.is_empty() || allowed_real.test(id_of(d, &pinned, v));
+    let snap = st;
+    let allowed = |v: NodeId| allowed_real.is_empty() || allowed_real.test(id_of(d, &snap, v));
     let local = topo.current_node();
     let mut all = [NodeId::new(0); MAX_TOPOLOGY_NODES];
     let n = topo.fallback_order(want.unwrap_or(local), &mut all);
@@ -338,7 +338,7 @@ pub(crate) fn alloc_order(d: &SlabDomain, want: Option<NodeId>, out: &mut [NodeI
     let mode = PolicyMode::from_raw(i32::from(st.mode)).unwrap_or(PolicyMode::Default);
     // The policy's nodes as the topology's nodes with memory now.
     let real_set = mask(st.nodes);
-    let in_set = |v: NodeId| real_set.test(id_of(d, &pinned, v)) && allowed(v);
+    let in_set = |v: NodeId| real_set.test(id_of(d, &snap, v)) && allowed(v);
     let set_live = all.iter().any(|&v| in_set(v) && d.node_allocatable(v));
     let policy_applies =
         want.is_none() && set_live && !matches!(mode, PolicyMode::Default | PolicyMode::Local);
