@@ -20,6 +20,31 @@ pub const MUSL: &str = "x86_64-unknown-linux-musl";
 /// Size of the hot-plugged DIMM.
 pub const DIMM_BYTES: u64 = 512 << 20;
 
+/// The guest's ACPI HMAT (`-numa hmat-lb`): `(initiator, target, latency ns, bandwidth MiB/s)`
+/// for every pair of initiator (the nodes with a CPU) and memory target. Node 2, the hot-plug
+/// node, is the slow one, nearest to node 0's CPU; the kernel reports each target's figures from
+/// its best initiator in `nodeN/access0/initiators/`.
+pub const HMAT: [(u16, u16, u32, u32); 6] = [
+    (0, 0, 80, 20480),
+    (0, 1, 130, 10240),
+    (0, 2, 250, 5120),
+    (1, 0, 130, 10240),
+    (1, 1, 80, 20480),
+    (1, 2, 300, 4096),
+];
+
+/// The SLIT (`-numa dist`): `(a, b, distance)`, symmetric; node 2 is the farthest.
+pub const DISTANCES: [(u16, u16, u8); 3] = [(0, 1, 20), (0, 2, 28), (1, 2, 28)];
+
+/// The figures the guest kernel should report for `target` in `access0/initiators/`: those of the
+/// initiator with the lowest latency.
+pub fn hmat_access0(target: u16) -> Option<(u32, u32)> {
+    HMAT.iter()
+        .filter(|e| e.1 == target)
+        .min_by_key(|e| e.2)
+        .map(|e| (e.2, e.3))
+}
+
 /// What to run.
 #[derive(Clone, Debug)]
 pub struct Options {
@@ -171,6 +196,15 @@ pub fn missing_tools() -> Vec<&'static str> {
     if which("busybox").is_none() && !Path::new("/bin/busybox").is_file() {
         m.push("busybox-static");
     }
+    if which("cc").is_none() {
+        m.push("gcc");
+    }
+    if which("numactl").is_none() {
+        m.push("numactl");
+    }
+    if which("ldd").is_none() {
+        m.push("libc-bin");
+    }
     if which("dpkg").is_none() || which("apt-get").is_none() {
         m.push("apt (a Debian host)");
     }
@@ -280,10 +314,18 @@ fn musl_installed() -> bool {
         .is_dir()
 }
 
-/// Builds the guest program statically: for musl (adding the target with rustup if needed), or else
-/// for glibc with `+crt-static`. hwlocality is off (the hotslab crates are used without default
-/// features). Returns the binary.
-pub fn build_guest() -> Result<PathBuf, HostError> {
+/// The guest's static programs.
+pub struct GuestBins {
+    /// `hotslab-guest`: the test driver inside the guest (its own slab domain).
+    pub guest: PathBuf,
+    /// `hotslab-guest-alloc`: `SlabAlloc` as global allocator.
+    pub alloc: PathBuf,
+}
+
+/// Builds the guest programs statically: for musl (adding the target with rustup if needed), or
+/// else for glibc with `+crt-static`. hwlocality is off (the hotslab crates are used without default
+/// features).
+pub fn build_guest() -> Result<GuestBins, HostError> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let target_dir = cache_dir().join("cargo");
     if !musl_installed() {
@@ -305,6 +347,8 @@ pub fn build_guest() -> Result<PathBuf, HostError> {
         "--release",
         "--bin",
         "hotslab-guest",
+        "--bin",
+        "hotslab-guest-alloc",
         "--target",
         target,
     ])
@@ -319,10 +363,69 @@ pub fn build_guest() -> Result<PathBuf, HostError> {
     if !st.success() {
         return err(format!("building the guest program failed ({st})"));
     }
-    Ok(target_dir
-        .join(target)
-        .join("release")
-        .join("hotslab-guest"))
+    let dir = target_dir.join(target).join("release");
+    Ok(GuestBins {
+        guest: dir.join("hotslab-guest"),
+        alloc: dir.join("hotslab-guest-alloc"),
+    })
+}
+
+/// Builds `libhotslab.so` for the host's glibc (`cargo build --release -p hotslab-capi` in the root
+/// workspace, `target/release/`): the guest runs a C program under `LD_PRELOAD` with it, on the
+/// host's own loader and libc packed into the initramfs.
+pub fn build_preload_lib() -> Result<PathBuf, HostError> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let root = repo_root();
+    let st = Command::new(&cargo)
+        .args(["build", "--release", "-p", "hotslab-capi"])
+        .arg("--manifest-path")
+        .arg(root.join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(root.join("target"))
+        .current_dir(&root)
+        .status()
+        .map_err(|e| HostError(format!("cargo: {e}")))?;
+    if !st.success() {
+        return err(format!("building libhotslab.so failed ({st})"));
+    }
+    Ok(root.join("target").join("release").join("libhotslab.so"))
+}
+
+/// Compiles the guest's C program (`qemu/c/preload_guest.c`) with the host's `cc`, dynamically
+/// linked against the host's glibc.
+pub fn build_preload_program(out: &Path) -> Result<PathBuf, HostError> {
+    let src = repo_root().join("qemu").join("c").join("preload_guest.c");
+    let cc = std::env::var_os("CC").unwrap_or_else(|| "cc".into());
+    run_cmd(
+        Command::new(cc)
+            .args(["-O2", "-g", "-Wall", "-Wextra", "-Werror", "-pthread", "-o"])
+            .arg(out)
+            .arg(&src),
+    )?;
+    Ok(out.to_path_buf())
+}
+
+/// The shared objects `ldd` says `elf` needs, as `(path in the guest, file on the host)`: the loader
+/// at its own path (`/lib64/ld-linux-x86-64.so.2`), each library at the path it resolved to.
+pub fn shared_deps(elf: &Path) -> Result<Vec<(String, PathBuf)>, HostError> {
+    let out = run_cmd(Command::new("ldd").arg(elf))?;
+    let mut deps = Vec::new();
+    for l in out.lines().map(str::trim) {
+        let path = match l.split_once("=>") {
+            Some((_, rest)) => rest.split_whitespace().next(),
+            None => l.split_whitespace().next().filter(|p| p.starts_with('/')),
+        };
+        let Some(path) = path.filter(|p| p.starts_with('/')) else {
+            continue; // linux-vdso, "not a dynamic executable"
+        };
+        let host = std::fs::canonicalize(path)
+            .map_err(|e| HostError(format!("{path} (from ldd {}): {e}", elf.display())))?;
+        deps.push((path.to_string(), host));
+    }
+    if deps.is_empty() {
+        return err(format!("ldd {}: no shared objects", elf.display()));
+    }
+    Ok(deps)
 }
 
 const INIT: &str = r#"#!/bin/busybox sh
@@ -339,15 +442,48 @@ echo "HOTSLAB EXIT $?"
 poweroff -f
 "#;
 
-/// Packs the initramfs: busybox with one symlink per applet, `/init`, `/dev/console`, the guest program.
-pub fn initramfs(guest: &Path, out: &Path) -> Result<(), HostError> {
+/// What goes into the initramfs besides busybox and `/init`.
+pub struct GuestFiles {
+    /// The static guest programs.
+    pub bins: GuestBins,
+    /// The C program (dynamically linked).
+    pub preload_program: PathBuf,
+    /// libhotslab.so.
+    pub preload_lib: PathBuf,
+    /// The host's numactl (dynamically linked; its libraries are packed too).
+    pub numactl: PathBuf,
+}
+
+/// Packs the initramfs: busybox with one symlink per applet, `/init`, `/dev/console`, the guest
+/// programs (`/hotslab-guest`, `/hotslab-guest-alloc`, `/preload-guest`), `/lib/libhotslab.so`,
+/// `/usr/bin/numactl`, and the host's loader and libraries the C program, libhotslab.so and
+/// numactl need, at the paths `ldd` names.
+pub fn initramfs(files: &GuestFiles, out: &Path) -> Result<(), HostError> {
     let busybox = which("busybox")
         .or_else(|| Some(PathBuf::from("/bin/busybox")).filter(|p| p.is_file()))
         .ok_or_else(|| HostError("busybox not found (apt-get install busybox-static)".into()))?;
     let list = run_cmd(Command::new(&busybox).arg("--list"))?;
     let f = std::fs::File::create(out)?;
     let mut c = Cpio::new(io::BufWriter::new(f));
-    for d in ["bin", "dev", "proc", "sys", "tmp", "root"] {
+    let mut libs = shared_deps(&files.preload_program)?;
+    libs.extend(shared_deps(&files.preload_lib)?);
+    libs.extend(shared_deps(&files.numactl)?);
+    libs.push(("/usr/bin/numactl".into(), files.numactl.clone()));
+    libs.sort();
+    libs.dedup();
+    let mut dirs: Vec<String> = ["bin", "dev", "proc", "sys", "tmp", "root", "lib", "usr/bin"]
+        .map(String::from)
+        .to_vec();
+    for (guest_path, _) in &libs {
+        let mut p = Path::new(guest_path).parent();
+        while let Some(d) = p.filter(|d| d != &Path::new("/")) {
+            dirs.push(d.to_string_lossy().trim_start_matches('/').to_string());
+            p = d.parent();
+        }
+    }
+    dirs.sort_by_key(|d| (d.matches('/').count(), d.clone()));
+    dirs.dedup();
+    for d in &dirs {
         c.dir(d)?;
     }
     c.char_dev("dev/console", 0o600, 5, 1)?;
@@ -360,7 +496,28 @@ pub fn initramfs(guest: &Path, out: &Path) -> Result<(), HostError> {
         }
     }
     c.file("init", 0o755, INIT.as_bytes())?;
-    c.file("hotslab-guest", 0o755, &std::fs::read(guest)?)?;
+    c.file("hotslab-guest", 0o755, &std::fs::read(&files.bins.guest)?)?;
+    c.file(
+        "hotslab-guest-alloc",
+        0o755,
+        &std::fs::read(&files.bins.alloc)?,
+    )?;
+    c.file(
+        "preload-guest",
+        0o755,
+        &std::fs::read(&files.preload_program)?,
+    )?;
+    c.file(
+        "lib/libhotslab.so",
+        0o755,
+        &std::fs::read(&files.preload_lib)?,
+    )?;
+    for (guest_path, host) in &libs {
+        if guest_path.ends_with("/libhotslab.so") {
+            continue;
+        }
+        c.file(guest_path, 0o755, &std::fs::read(host)?)?;
+    }
     c.finish()?.flush()?;
     Ok(())
 }
@@ -389,11 +546,21 @@ pub fn prepare(opts: &Options) -> Result<Prepared, HostError> {
         ));
     }
     let kernel = kernel()?;
-    let guest = build_guest()?;
+    let bins = build_guest()?;
+    let preload_lib = build_preload_lib()?;
     let run = cache_dir().join("run");
     std::fs::create_dir_all(&run)?;
+    let preload_program = build_preload_program(&run.join("preload-guest"))?;
     let initrd = run.join("initramfs.cpio");
-    initramfs(&guest, &initrd)?;
+    let numactl = which("numactl")
+        .ok_or_else(|| HostError("numactl not found (apt-get install numactl)".into()))?;
+    let files = GuestFiles {
+        bins,
+        preload_program,
+        preload_lib,
+        numactl,
+    };
+    initramfs(&files, &initrd)?;
     Ok(Prepared {
         kernel,
         initrd,
@@ -402,7 +569,8 @@ pub fn prepare(opts: &Options) -> Result<Prepared, HostError> {
 }
 
 /// The QEMU command line: 2 CPUs, nodes 0 and 1 with 512 MiB each and one CPU each, node 2 without
-/// memory; room for hot-plugged DIMMs (`slots=4,maxmem=4G`); QMP as a client of `qmp_sock`.
+/// memory; room for hot-plugged DIMMs (`slots=4,maxmem=4G`); an HMAT ([`HMAT`]) and SLIT
+/// ([`DISTANCES`]) in which node 2 is the slow, far one; QMP as a client of `qmp_sock`.
 pub fn qemu_command(p: &Prepared, qmp_sock: &Path, opts: &Options) -> Command {
     let mut append =
         String::from("console=ttyS0 quiet panic=-1 memhp_default_state=online movable_node");
@@ -415,30 +583,52 @@ pub fn qemu_command(p: &Prepared, qmp_sock: &Path, opts: &Options) -> Command {
     }
     let mut cmd = Command::new("qemu-system-x86_64");
     cmd.args([
-        "-accel", "tcg", "-machine", "pc", "-cpu", "max", "-smp", "2",
+        "-accel",
+        "tcg",
+        "-machine",
+        "pc,hmat=on",
+        "-cpu",
+        "max",
+        "-smp",
+        "2",
     ])
     .args(["-m", "1G,slots=4,maxmem=4G"])
     .args(["-object", "memory-backend-ram,id=m0,size=512M"])
     .args(["-object", "memory-backend-ram,id=m1,size=512M"])
-    .args(["-numa", "node,nodeid=0,cpus=0,memdev=m0"])
-    .args(["-numa", "node,nodeid=1,cpus=1,memdev=m1"])
-    .args(["-numa", "node,nodeid=2"])
-    .arg("-kernel")
-    .arg(&p.kernel)
-    .arg("-initrd")
-    .arg(&p.initrd)
-    .args(["-append", &append])
-    .args([
-        "-display",
-        "none",
-        "-monitor",
-        "none",
-        "-serial",
-        "stdio",
-        "-no-reboot",
-    ])
-    .arg("-qmp")
-    .arg(format!("unix:{}", qmp_sock.display()));
+    // With hmat=on every node names its initiator; node 2's is node 0's CPU.
+    .args(["-numa", "node,nodeid=0,cpus=0,memdev=m0,initiator=0"])
+    .args(["-numa", "node,nodeid=1,cpus=1,memdev=m1,initiator=1"])
+    .args(["-numa", "node,nodeid=2,initiator=0"]);
+    for (a, b, d) in DISTANCES {
+        cmd.args(["-numa", &format!("dist,src={a},dst={b},val={d}")]);
+    }
+    for (i, t, lat, bw) in HMAT {
+        let lb = format!("hmat-lb,initiator={i},target={t},hierarchy=memory");
+        cmd.args([
+            "-numa",
+            &format!("{lb},data-type=access-latency,latency={lat}"),
+        ]);
+        cmd.args([
+            "-numa",
+            &format!("{lb},data-type=access-bandwidth,bandwidth={bw}M"),
+        ]);
+    }
+    cmd.arg("-kernel")
+        .arg(&p.kernel)
+        .arg("-initrd")
+        .arg(&p.initrd)
+        .args(["-append", &append])
+        .args([
+            "-display",
+            "none",
+            "-monitor",
+            "none",
+            "-serial",
+            "stdio",
+            "-no-reboot",
+        ])
+        .arg("-qmp")
+        .arg(format!("unix:{}", qmp_sock.display()));
     cmd
 }
 

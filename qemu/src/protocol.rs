@@ -240,6 +240,8 @@ mod tests {
             "HOTSLAB READY",
             "HOTSLAB READY add x",
             "HOTSLAB DONE maybe",
+            // A child program's stage line is for the guest driver, not the host.
+            "HOTSLAB STAGE SlabAlloc armed",
             "x",
         ] {
             assert_eq!(parse_line(junk), None, "{junk:?}");

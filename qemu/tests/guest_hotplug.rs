@@ -2,15 +2,44 @@
 //! on node 2 twice, and asserts on the guest's report: node 2 live in every cache after the add,
 //! draining then retired after the removal, ≥ 99 % of pages on the node they were bound to (0, 1, 2),
 //! every surviving object intact after the kernel migrated it, mbind to the removed node refused.
+//! And the default allocator itself, in the first cycle: a `SlabAlloc` program and a C program under
+//! `LD_PRELOAD=libhotslab.so`, both started before the add, with threads under membind / preferred
+//! {2} (≥ 99 % of their pages on node 2) and interleave {0,1} (both nodes), every object intact after
+//! the removal and new allocations falling back; node 2's HMAT figures (as configured), tier and
+//! place after the DRAM nodes in the fallback orders.
 //! Ignored by default (about a minute; needs qemu-system-x86 and busybox-static): run it with
 //! `qemu/run.sh`, or `cargo test --manifest-path qemu/Cargo.toml -- --ignored`. Owns no library code.
 
-use hotslab_qemu::host::{missing_tools, run, Options};
+use hotslab_qemu::host::{
+    build_preload_program, hmat_access0, missing_tools, run, shared_deps, Options,
+};
 
 const CYCLES: u32 = 2;
 
 fn env_on(name: &str) -> bool {
     std::env::var(name).is_ok_and(|v| v == "1" || v == "true")
+}
+
+/// The guest's C program compiles warning-free with the host's `cc`, and `ldd` names the loader and
+/// libc the initramfs must carry (no QEMU needed).
+#[test]
+fn preload_program_builds_and_its_libraries_are_found() {
+    let dir = std::env::temp_dir().join(format!("hotslab-qemu-c-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let prog = build_preload_program(&dir.join("preload-guest"))
+        .unwrap_or_else(|e| panic!("compiling qemu/c/preload_guest.c: {e}"));
+    let deps = shared_deps(&prog).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        deps.iter()
+            .any(|(g, h)| g.contains("ld-linux") && h.is_file()),
+        "{deps:?}"
+    );
+    assert!(
+        deps.iter()
+            .any(|(g, h)| g.ends_with("/libc.so.6") && h.is_file()),
+        "{deps:?}"
+    );
 }
 
 #[test]
@@ -85,6 +114,95 @@ fn guest_follows_real_memory_hotplug() {
             .number(&format!("boot.node{node}.placement_pct"))
             .expect("boot placement reported");
         assert!(pct >= 99.0, "node {node}: {pct} %");
+    }
+    for name in [
+        "boot.hmat",
+        "children.started",
+        "children.armed",
+        "c1.hmat.topology",
+        "c1.hmat.node2_slower",
+        "c1.hmat.node2_tier",
+        "c1.hmat.fallback_after_dram",
+        "SlabAlloc.follows_add",
+        "SlabAlloc.follows_removal",
+        "SlabAlloc.fallback_after_dram",
+        "LD_PRELOAD.active",
+    ] {
+        assert!(r.has_passed(name), "{name} missing or failed");
+    }
+    for who in ["SlabAlloc", "LD_PRELOAD"] {
+        for what in [
+            "before_add",
+            "membind.policy",
+            "membind.alloc",
+            "membind.node2.slab",
+            "membind.node2.large",
+            "preferred.policy",
+            "preferred.alloc",
+            "preferred.node2.slab",
+            "preferred.node2.large",
+            "interleave.policy",
+            "interleave.alloc",
+            "interleave.spread.slab",
+            "interleave.spread.large",
+            "refresh.policy",
+            "refresh.before_local",
+            "refresh.node2.slab",
+            "refresh.node2.large",
+            "removal.intact",
+            "removal.off_node2",
+            "removal.fallback.membind",
+            "removal.fallback.preferred",
+            "removal.fallback.interleave",
+            "removal.fallback.default",
+            "completed",
+        ] {
+            let name = format!("{who}.{what}");
+            assert!(r.has_passed(&name), "{name} missing or failed");
+        }
+    }
+    // Each program again as a fresh process under the real numactl.
+    assert!(r.has_passed("LD_PRELOAD.numactl.active"));
+    for who in ["SlabAlloc", "LD_PRELOAD"] {
+        for (policy, placed) in [
+            ("membind", &["membind.node2.slab", "membind.node2.large"]),
+            (
+                "preferred",
+                &["preferred.node2.slab", "preferred.node2.large"],
+            ),
+            (
+                "interleave",
+                &["interleave.spread.slab", "interleave.spread.large"],
+            ),
+        ] {
+            let names = [
+                format!("{policy}.policy"),
+                format!("{policy}.alloc"),
+                format!("{policy}.completed"),
+            ];
+            for what in names
+                .iter()
+                .map(String::as_str)
+                .chain(placed.iter().copied())
+            {
+                let name = format!("{who}.numactl.{what}");
+                assert!(r.has_passed(&name), "{name} missing or failed");
+            }
+        }
+    }
+    // The guest kernel reports the HMAT the host configured (best initiator per target).
+    for node in 0..3u16 {
+        let (lat, bw) = hmat_access0(node).expect("configured");
+        assert_eq!(
+            r.values.get(&format!("c1.hmat.node{node}")).map(String::as_str),
+            Some(
+                format!(
+                    "read_latency={lat} write_latency={lat} read_bandwidth={bw} write_bandwidth={bw}"
+                )
+                .as_str()
+            ),
+            "node {node}'s HMAT figures"
+        );
     }
     let checked = r.number("objects_checked").expect("objects checked");
     assert!(checked > 0.0);

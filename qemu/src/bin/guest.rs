@@ -1,173 +1,30 @@
 //! The guest test program (static, runs as a child of the initramfs's init inside the QEMU guest): builds
 //! a slab domain over the guest kernel's sysfs, follows its memory hotplug with the Linux backend, and
-//! checks placement, node 2 coming and going in every cache, and that no object is lost. Talks to the
-//! host driver only through `HOTSLAB` lines on the serial console (see `protocol.rs`).
+//! checks placement, node 2 coming and going in every cache, and that no object is lost. In the first
+//! cycle it also runs the default-allocator programs (`guest/children.rs`) and the HMAT, tier and
+//! fallback-order checks (`guest/hmat.rs`). Talks to the host driver only through `HOTSLAB` lines on
+//! the serial console (see `protocol.rs`).
 
-use std::collections::BTreeSet;
-use std::fmt::Display;
 use std::ptr::NonNull;
 use std::time::{Duration, Instant};
 
 use hotslab::linux::{domain_from_sysfs, follow_hotplug, FollowStatus, FollowerHandle};
 use hotslab::{CacheConfig, DomainConfig, KmemCache, PartState, SlabDomain};
-use hotslab_numa::{page_size, MapError, NodeId, NodeMask, PageSource};
+use hotslab_numa::{MapError, NodeId, NodeMask, PageSource};
+use hotslab_qemu::guestkit::{
+    cmdline_value, fill, line, verify, Placement, Reporter, PLACEMENT_MIN_PCT,
+};
+
+#[path = "guest/children.rs"]
+mod children;
+#[path = "guest/hmat.rs"]
+mod hmat;
 
 /// How long the guest waits for the host and the kernel (only reached if something is broken).
 const WAIT: Duration = Duration::from_secs(120);
-/// The placement bar: share of a group's present pages on the node it was bound to.
-const PLACEMENT_MIN_PCT: f64 = 99.0;
 const N2: NodeId = NodeId::new(2);
 
-struct Reporter {
-    checks: u32,
-    failed: u32,
-}
-
-impl Reporter {
-    fn check(&mut self, name: &str, ok: bool, detail: impl Display) -> bool {
-        self.checks += 1;
-        if !ok {
-            self.failed += 1;
-        }
-        println!(
-            "HOTSLAB CHECK {} {name} {detail}",
-            if ok { "ok" } else { "FAIL" }
-        );
-        ok
-    }
-
-    fn value(&self, key: &str, value: impl Display) {
-        println!("HOTSLAB VALUE {key} {value}");
-    }
-}
-
-fn line(s: impl Display) {
-    println!("HOTSLAB {s}");
-}
-
-// ---- placement -------------------------------------------------------------------------------
-
-/// Where the pages of a set of ranges live (each page counted once).
-#[derive(Default, Debug)]
-struct Placement {
-    pages: usize,
-    not_present: usize,
-    errors: usize,
-    per_node: [usize; 8],
-}
-
-impl Placement {
-    fn of(ranges: impl IntoIterator<Item = (usize, usize)>) -> Placement {
-        let ps = page_size();
-        let mut set = BTreeSet::new();
-        for (p, len) in ranges {
-            let mut a = p & !(ps - 1);
-            while a < p + len {
-                set.insert(a);
-                a += ps;
-            }
-        }
-        let mut out = Placement::default();
-        let pages: Vec<usize> = set.into_iter().collect();
-        let mut i = 0;
-        let mut status = vec![0i32; 512];
-        while i < pages.len() {
-            // A run of consecutive pages, at most 512.
-            let mut j = i + 1;
-            while j < pages.len() && j - i < status.len() && pages[j] == pages[j - 1] + ps {
-                j += 1;
-            }
-            let k = j - i;
-            match hotslab_numa::placement(pages[i] as *const u8, k * ps, &mut status[..k]) {
-                Ok(n) => {
-                    for &s in &status[..n] {
-                        out.add(s);
-                    }
-                }
-                Err(_) => out.errors += k,
-            }
-            i = j;
-        }
-        out
-    }
-
-    fn add(&mut self, s: i32) {
-        self.pages += 1;
-        if s >= 0 && (s as usize) < self.per_node.len() {
-            self.per_node[s as usize] += 1;
-        } else if s == -libc::ENOENT {
-            self.not_present += 1;
-        } else {
-            self.errors += 1;
-        }
-    }
-
-    fn present(&self) -> usize {
-        self.per_node.iter().sum()
-    }
-
-    fn on(&self, nid: NodeId) -> usize {
-        self.per_node.get(nid.index()).copied().unwrap_or(0)
-    }
-
-    fn pct_on(&self, nid: NodeId) -> f64 {
-        if self.present() == 0 {
-            return 0.0;
-        }
-        100.0 * self.on(nid) as f64 / self.present() as f64
-    }
-
-    fn describe(&self) -> String {
-        let nodes: Vec<String> = self
-            .per_node
-            .iter()
-            .enumerate()
-            .filter(|(_, &c)| c > 0)
-            .map(|(n, c)| format!("n{n}={c}"))
-            .collect();
-        format!(
-            "pages={} present={} [{}] absent={} errors={}",
-            self.pages,
-            self.present(),
-            nodes.join(" "),
-            self.not_present,
-            self.errors
-        )
-    }
-}
-
 // ---- object groups ---------------------------------------------------------------------------
-
-fn splitmix(mut x: u64) -> u64 {
-    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    x ^ (x >> 31)
-}
-
-fn word(tag: u64, idx: u64, w: u64) -> u64 {
-    splitmix(tag << 44 ^ idx << 20 ^ w)
-}
-
-/// Fills the first `len / 8` words of an object with its pattern.
-///
-/// # Safety
-/// `p` is a live allocation of at least `len` bytes, 8-byte aligned, owned by the caller.
-unsafe fn fill(p: NonNull<u8>, len: usize, tag: u64, idx: u64) {
-    let w = p.as_ptr().cast::<u64>();
-    for i in 0..len / 8 {
-        // SAFETY: i * 8 + 8 <= len, inside the caller's allocation; aligned (contract).
-        unsafe { w.add(i).write(word(tag, idx, i as u64)) };
-    }
-}
-
-/// # Safety
-/// As for [`fill`].
-unsafe fn verify(p: NonNull<u8>, len: usize, tag: u64, idx: u64) -> bool {
-    let w = p.as_ptr().cast::<u64>();
-    // SAFETY: as in fill.
-    (0..len / 8).all(|i| unsafe { w.add(i).read() } == word(tag, idx, i as u64))
-}
 
 enum Source {
     Cache(KmemCache),
@@ -282,14 +139,6 @@ impl Batch<'_> {
 }
 
 // ---- the run ---------------------------------------------------------------------------------
-
-fn cmdline_value(key: &str) -> Option<String> {
-    let cmdline = std::fs::read_to_string("/proc/cmdline").ok()?;
-    cmdline
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
-        .map(str::to_string)
-}
 
 fn wait_node2(h: &FollowerHandle, online: bool) -> Option<(FollowStatus, Duration)> {
     let t = Instant::now();
@@ -469,6 +318,9 @@ fn run(r: &mut Reporter) {
             m.possible, m.online, m.has_memory, m.has_normal_memory
         ),
     );
+    // The default-allocator programs start now, before any DIMM is added; they take part in the
+    // first cycle.
+    let mut kids = children::start_all(r);
 
     let d = domain_from_sysfs(DomainConfig::default()).expect("slab domain over sysfs");
     let topo = d.topology();
@@ -486,6 +338,7 @@ fn run(r: &mut Reporter) {
             topo.node_cpus(N2).weight()
         ),
     );
+    hmat::at_boot(r);
     let h = follow_hotplug(&d).expect("follow the kernel");
     let st = h.status();
     r.check(
@@ -524,6 +377,9 @@ fn run(r: &mut Reporter) {
     for cycle in 1..=cycles {
         let label = format!("c{cycle}");
         let before = part_states(&gs, N2);
+        if cycle == 1 {
+            children::wait_all(r, &mut kids, "started", Duration::from_secs(60));
+        }
         line(format!("READY add {cycle}"));
         let Some((st, took)) = wait_node2(&h, true) else {
             r.check(&format!("{label}.online_seen"), false, "timed out");
@@ -576,6 +432,12 @@ fn run(r: &mut Reporter) {
                 states.iter().map(|(_, s)| *s).collect::<Vec<_>>()
             ),
         );
+        if cycle == 1 {
+            // Node 2's HMAT figures exist once it has memory (the kernel registers them at the
+            // first online only, so cycle 2 would see none).
+            hmat::after_add(r, &label);
+            children::send_added(&mut kids);
+        }
 
         let mut bs = placement_round(r, &d, &gs, N2, &label);
         let mut survivors = 0;
@@ -589,6 +451,10 @@ fn run(r: &mut Reporter) {
             );
         }
         r.value(&format!("{label}.survivors"), survivors);
+        if cycle == 1 {
+            children::wait_all(r, &mut kids, "armed", Duration::from_secs(180));
+            children::run_numactl(r);
+        }
 
         line(format!("READY remove {cycle}"));
         let Some((st, took)) = wait_node2(&h, false) else {
@@ -596,6 +462,9 @@ fn run(r: &mut Reporter) {
             return;
         };
         line(format!("SEEN offline {cycle}"));
+        if cycle == 1 {
+            children::send_all(&mut kids, "removed");
+        }
         r.value(&format!("{label}.offline_wait_ms"), took.as_millis());
         let k = st.kernel.unwrap_or_default();
         r.check(
@@ -689,6 +558,9 @@ fn run(r: &mut Reporter) {
                 d.violations.total()
             ),
         );
+        for k in kids.drain(..) {
+            k.finish(r);
+        }
     }
     r.value("objects_checked", objects_checked);
     let st = h.stop();
@@ -702,10 +574,7 @@ fn run(r: &mut Reporter) {
 }
 
 fn main() {
-    let mut r = Reporter {
-        checks: 0,
-        failed: 0,
-    };
+    let mut r = Reporter::default();
     let t = Instant::now();
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(&mut r)));
     if outcome.is_err() {
