@@ -198,6 +198,9 @@ pub(crate) struct CacheInner {
     pub name: &'static str,
     pub domain: *const SlabDomain,
     pub generation: AtomicU64,
+    /// Interleave cursor: where this cache's next slab goes under an interleave policy (any
+    /// thread's), so a class's slabs alternate over the nodes whichever threads make them.
+    pub interleave: std::sync::atomic::AtomicUsize,
     pub dead: AtomicBool,
     pub size: usize,
     pub align: usize,
@@ -312,6 +315,7 @@ impl CacheInner {
             name: cfg.name,
             domain,
             generation: AtomicU64::new(gen),
+            interleave: std::sync::atomic::AtomicUsize::new(0),
             dead: AtomicBool::new(false),
             size: cfg.size,
             align,

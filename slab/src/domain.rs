@@ -531,7 +531,18 @@ impl SlabDomain {
     /// node); see `placement::alloc_order`.
     #[inline]
     pub(crate) fn alloc_order(&self, want: Option<NodeId>, out: &mut [NodeId]) -> usize {
-        crate::placement::alloc_order(self, want, out)
+        crate::placement::alloc_order(self, want, out, None)
+    }
+
+    /// [`SlabDomain::alloc_order`] for a new slab of a cache whose interleave cursor is
+    /// `cursor` (an unweighted interleave policy takes the next node from it).
+    pub(crate) fn alloc_order_in(
+        &self,
+        want: Option<NodeId>,
+        out: &mut [NodeId],
+        cursor: Option<&std::sync::atomic::AtomicUsize>,
+    ) -> usize {
+        crate::placement::alloc_order(self, want, out, cursor)
     }
 
     /// Fallback order from `start` (the topology's distance order).

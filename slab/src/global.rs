@@ -57,7 +57,7 @@ static BOOT_USED: AtomicUsize = AtomicUsize::new(0);
 pub static BOOT_ALLOCS: AtomicUsize = AtomicUsize::new(0);
 
 /// The kernel thread id (the raw syscall: `libc::gettid` needs glibc 2.30).
-fn gettid() -> usize {
+pub(crate) fn gettid() -> usize {
     // SAFETY: the gettid syscall has no preconditions and cannot fail.
     unsafe { libc::syscall(libc::SYS_gettid) as usize }
 }

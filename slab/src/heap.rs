@@ -1199,7 +1199,9 @@ unsafe fn locked_refill(
             release_owned(cache, &*s);
         }
         let mut order = [NodeId::new(0); 64];
-        let n = cache.domain().alloc_order(want, &mut order);
+        let n = cache
+            .domain()
+            .alloc_order_in(want, &mut order, Some(&cache.interleave));
         for &nid in &order[..n] {
             let Some(part) = cache.part_for_alloc(nid) else {
                 continue;
@@ -1387,7 +1389,9 @@ fn alloc_direct(cache: &CacheInner, want: Option<NodeId>) -> *mut u8 {
         }
     }
     let mut order = [NodeId::new(0); 64];
-    let n = cache.domain().alloc_order(want, &mut order);
+    let n = cache
+        .domain()
+        .alloc_order_in(want, &mut order, Some(&cache.interleave));
     for &nid in &order[..n] {
         let Some(part) = cache.part_for_alloc(nid) else {
             continue;

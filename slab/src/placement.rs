@@ -9,7 +9,7 @@
 //! | default, local | the CPU's node (or the nearest allowed node with memory) |
 //! | preferred, preferred-many | the policy's nodes (nearest first, tier-first order), then the other allowed nodes |
 //! | bind | the policy's nodes only (nearest first) |
-//! | interleave | the policy's nodes in turn, one slab each (each thread starting one node after the thread before) |
+//! | interleave | the policy's nodes in turn, one slab each, in turn per cache (whichever thread makes the slab; other callers: per thread, starting where the thread id points) |
 //! | weighted interleave | the policy's nodes in turn, `weight` slabs each (`/sys/kernel/mm/mempolicy/weighted_interleave/nodeN`) |
 //!
 //! The weights are read once per process (again after a [`refresh_mempolicy`]).
@@ -314,7 +314,12 @@ pub fn set_interleave_weight(real: NodeId, w: u8) {
 /// the nodes the thread's policy names (see the module table). Nodes outside the thread's cpuset
 /// are left out; nodes without memory stay in (their caches have no part and are skipped).
 /// Writes at most `out.len()` nodes, returns how many (at least one for a non-empty `out`).
-pub(crate) fn alloc_order(d: &SlabDomain, want: Option<NodeId>, out: &mut [NodeId]) -> usize {
+pub(crate) fn alloc_order(
+    d: &SlabDomain,
+    want: Option<NodeId>,
+    out: &mut [NodeId],
+    cursor: Option<&std::sync::atomic::AtomicUsize>,
+) -> usize {
     let topo = d.topology();
     if !d.task_placement() {
         let start = want.unwrap_or_else(|| topo.current_node());
@@ -345,7 +350,7 @@ pub(crate) fn alloc_order(d: &SlabDomain, want: Option<NodeId>, out: &mut [NodeI
     if policy_applies {
         match mode {
             PolicyMode::Interleave | PolicyMode::WeightedInterleave => {
-                let pick = next_interleave(d, &mut st, all, &in_set, mode);
+                let pick = next_interleave(d, &mut st, all, &in_set, mode, cursor);
                 store(st);
                 push(pick, out);
                 let mut from = [NodeId::new(0); MAX_TOPOLOGY_NODES];
@@ -396,9 +401,6 @@ pub(crate) fn alloc_order(d: &SlabDomain, want: Option<NodeId>, out: &mut [NodeI
     k
 }
 
-/// Where the next thread's interleaving starts (an index into the policy's live nodes).
-static INTERLEAVE_START: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-
 /// The next interleave node after the thread's last one (weighted: after `weight` slabs there).
 fn next_interleave(
     d: &SlabDomain,
@@ -406,6 +408,7 @@ fn next_interleave(
     all: &[NodeId],
     in_set: &dyn Fn(NodeId) -> bool,
     mode: PolicyMode,
+    cursor: Option<&std::sync::atomic::AtomicUsize>,
 ) -> NodeId {
     let live = |v: NodeId| in_set(v) && d.node_allocatable(v);
     if st.last != u16::MAX && st.left > 0 && live(NodeId::new(st.last)) {
@@ -423,12 +426,21 @@ fn next_interleave(
     }
     let ids = &mut ids[..m];
     ids.sort_unstable();
+    if let (PolicyMode::Interleave, Some(c)) = (mode, cursor) {
+        // A cache's own cursor: its slabs take the nodes in turn whichever thread makes them,
+        // so a class with one slab per thread still spreads over the nodes across threads.
+        let pick = ids[c.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % ids.len()];
+        st.last = pick.0;
+        st.left = 0;
+        return pick;
+    }
     let pick = if st.last == u16::MAX {
-        // A thread's first interleaved slab: each thread starts one node further than the
-        // thread before, so that size classes which get a single slab per thread still spread
-        // over the nodes across threads (with every thread starting at the lowest node, those
-        // all landed on one node).
-        ids[INTERLEAVE_START.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % ids.len()]
+        // A thread's first interleaved slab: the thread id picks the start, so threads created
+        // one after another start on successive nodes and size classes that get a single slab
+        // per thread still spread over the nodes across threads (with every thread starting at
+        // the lowest node, those all landed on one node; a process-wide counter was no better:
+        // hotslab's own threads under the same policy took turns from it too).
+        ids[crate::global::gettid() % ids.len()]
     } else {
         ids.iter()
             .copied()
