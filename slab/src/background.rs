@@ -118,27 +118,7 @@ fn start() {
     {
         return;
     }
-    let _e = crate::mem::KeepErrno::new();
-    // SAFETY: plain pthread calls on local, initialised attribute storage; the thread function
-    // is an extern "C" fn that never returns or unwinds. glibc allocates the new thread's TLS
-    // with malloc, which re-enters hotslab while we hold nothing.
-    let ok = unsafe {
-        let mut attr: libc::pthread_attr_t = core::mem::zeroed();
-        let mut ok = libc::pthread_attr_init(&mut attr) == 0;
-        ok = ok && libc::pthread_attr_setdetachstate(&mut attr, libc::PTHREAD_CREATE_DETACHED) == 0;
-        ok = ok && libc::pthread_attr_setstacksize(&mut attr, 256 << 10) == 0;
-        // Block every signal in the new thread: the program's handlers must not run there.
-        let mut all: libc::sigset_t = core::mem::zeroed();
-        let mut old: libc::sigset_t = core::mem::zeroed();
-        libc::sigfillset(&mut all);
-        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
-        // SAFETY (zeroed): pthread_t is an integer or a pointer depending on the C library.
-        let mut tid: libc::pthread_t = core::mem::zeroed();
-        ok = ok && libc::pthread_create(&mut tid, &attr, run, core::ptr::null_mut()) == 0;
-        libc::pthread_sigmask(libc::SIG_SETMASK, &old, core::ptr::null_mut());
-        libc::pthread_attr_destroy(&mut attr);
-        ok
-    };
+    let ok = crate::spawn::spawn_detached(256 << 10, run);
     STATE.store(if ok { RUNNING } else { OFF }, Ordering::Release);
 }
 

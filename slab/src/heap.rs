@@ -880,29 +880,25 @@ pub(crate) fn caller_heap() -> *mut Heap {
 /// (one TLS load, the direct table, the slab's pop list). Null means: take [`kmalloc_slow`].
 #[inline(always)]
 pub(crate) fn kmalloc_fast(cls: usize) -> *mut u8 {
-    let h = crate::tls::get();
-    if !h.is_null() {
-        // SAFETY: heaps are never freed.
-        let heap = unsafe { &*h };
-        heap.busy.store(true, Ordering::Relaxed);
-        light_barrier();
-        if !heap.revoked.load(Ordering::Relaxed) {
-            // SAFETY: cls < NDIRECT (the caller's class); the entry is our slab or EMPTY_SLAB,
-            // and we are not revoked: we own it (module docs). Direct entries are kmalloc slabs
-            // (no constructor: the free pointer is the first word) or EMPTY_SLAB.
-            let obj = unsafe { (*heap.direct.get_unchecked(cls).get()).pop_first_word() };
-            heap.busy.store(false, Ordering::Release);
-            return obj;
-        }
-        heap.busy.store(false, Ordering::Release);
-    }
-    ptr::null_mut()
+    debug_assert!(cls < NDIRECT);
+    // SAFETY: cls < NDIRECT (the caller's class).
+    pop_direct(|heap| unsafe { heap.direct.get_unchecked(cls) }.get())
 }
 
 /// The C `malloc` fast path: as [`kmalloc_fast`], by the size's word (`kmalloc::c_word`, which
 /// must be below `kmalloc::C_WORDS`) instead of its class.
 #[inline(always)]
 pub(crate) fn kmalloc_fast_word(word: usize) -> *mut u8 {
+    debug_assert!(word < crate::kmalloc::C_WORDS);
+    // SAFETY: word < C_WORDS (the caller's contract).
+    pop_direct(|heap| unsafe { heap.cdirect.get_unchecked(word) }.get())
+}
+
+/// The body of both direct-table fast paths: inside a busy section of the calling thread's heap,
+/// pops from the slab `entry` picks from it. Null if the thread has no heap, was revoked, or the
+/// slab has nothing to pop.
+#[inline(always)]
+fn pop_direct(entry: impl FnOnce(&Heap) -> *mut Slab) -> *mut u8 {
     let h = crate::tls::get();
     if !h.is_null() {
         // SAFETY: heaps are never freed.
@@ -910,10 +906,10 @@ pub(crate) fn kmalloc_fast_word(word: usize) -> *mut u8 {
         heap.busy.store(true, Ordering::Relaxed);
         light_barrier();
         if !heap.revoked.load(Ordering::Relaxed) {
-            // SAFETY: word < C_WORDS (the caller's contract); the entry is our slab or
-            // EMPTY_SLAB, and we are not revoked: we own it (module docs); as in kmalloc_fast,
-            // the free pointer is the first word.
-            let obj = unsafe { (*heap.cdirect.get_unchecked(word).get()).pop_first_word() };
+            // SAFETY: the entry is our slab or EMPTY_SLAB, and we are not revoked: we own it
+            // (module docs). Direct entries are kmalloc slabs (no constructor: the free
+            // pointer is the first word, see `direct_index`) or EMPTY_SLAB.
+            let obj = unsafe { (*entry(heap)).pop_first_word() };
             heap.busy.store(false, Ordering::Release);
             return obj;
         }

@@ -18,7 +18,7 @@
 //! | heap | `heap.rs`, `tls.rs`, `placement.rs` | per-thread heaps: ownership, fast paths, refill, revocation, exit; which node a thread's next slab comes from (its memory policy and cpuset) |
 //! | domain | `domain.rs`, `hotplug.rs`, `fork.rs`, `race.rs`, `linux.rs` | the cache registry, locking modes, the hotplug notifier, fork |
 //! | kmalloc | `kmalloc.rs`, `trim.rs` | size classes, kmalloc/kfree/krealloc over a domain |
-//! | global allocator | `global.rs`, `background.rs`, `follow.rs`, `knobs.rs`, `report.rs`, `stats.rs`, `publish.rs` | the default domain, `SlabAlloc`, the background purger, the default domain's hotplug follower, environment knobs, statistics for `hotslab-top` |
+//! | global allocator | `global.rs`, `background.rs`, `follow.rs`, `spawn.rs`, `knobs.rs`, `report.rs`, `stats.rs`, `publish.rs` | the default domain, `SlabAlloc`, the background purger, the default domain's hotplug follower (both started by `spawn.rs`), environment knobs, statistics for `hotslab-top` |
 //!
 //! `publish.rs` and the purge doorbell (`mem::ring_purge_bell`) are reached from below: the
 //! heap's slow paths (acquire, release) and the slab notifier call `publish::tick` /
@@ -225,6 +225,7 @@ pub mod publish;
 pub mod race;
 mod report;
 mod slab;
+mod spawn;
 mod stats;
 mod sweep;
 mod sync;
