@@ -152,6 +152,17 @@ pub(crate) fn heavy() {
     }
 }
 
+/// A full barrier on every thread of the process now running, for callers whose own asymmetric
+/// protocol has a compiler fence as its light side and needs the barrier whatever the kernel
+/// offers (the slab's thread-cache revocation): private expedited membarrier (registered on first
+/// use), else the `mprotect` shootdown. It leaves the online-mems read side's [`mode`] alone.
+/// Without a real kernel (Miri) it is the SeqCst fence only.
+#[cfg(not(loom))]
+pub fn process_barrier() {
+    core::sync::atomic::fence(core::sync::atomic::Ordering::SeqCst);
+    force_barrier();
+}
+
 /// One full barrier on every running thread of the process: membarrier if it works, else the
 /// `mprotect` shootdown.
 #[cfg(not(loom))]
