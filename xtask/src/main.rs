@@ -423,6 +423,24 @@ fn stage_race(ctx: &Ctx) -> Result<(), String> {
 }
 
 /// libhotslab.so as malloc for python3, sqlite3, git and a multi-threaded C program.
+/// `cargo run -p hotslab-benches --release --bin BIN -- ARGS` (the bench stage's tools).
+fn bench_bin(ctx: &Ctx, bin: &str, args: &[&str]) -> Result<(), String> {
+    run(
+        ctx,
+        cargo()
+            .args([
+                "run",
+                "-p",
+                "hotslab-benches",
+                "--release",
+                "--bin",
+                bin,
+                "--",
+            ])
+            .args(args),
+    )
+}
+
 fn stage_capi(ctx: &Ctx) -> Result<(), String> {
     run(
         ctx,
@@ -454,49 +472,14 @@ fn stage_qemu(ctx: &Ctx) -> Result<(), String> {
 /// (glibc, mimalloc, jemalloc, tcmalloc, hotslab; small parameters, well under a minute), the
 /// plots of RESULTS.md are up to date, and the misuse set runs (`capi-report --security --check`).
 fn stage_bench(ctx: &Ctx) -> Result<(), String> {
-    run(
+    bench_bin(ctx, "bench-runner", &["--quick"])?;
+    bench_bin(
         ctx,
-        cargo().args([
-            "run",
-            "-p",
-            "hotslab-benches",
-            "--release",
-            "--bin",
-            "bench-runner",
-            "--",
-            "--quick",
-        ]),
-    )?;
-    run(
-        ctx,
-        cargo().args([
-            "run",
-            "-p",
-            "hotslab-benches",
-            "--release",
-            "--bin",
-            "workload-suite",
-            "--",
-            "--quick",
-            "--rounds",
-            "1",
-            "--check",
-        ]),
+        "workload-suite",
+        &["--quick", "--rounds", "1", "--check"],
     )?;
     // The pictures at the top of RESULTS.md match the tables they are drawn from.
-    run(
-        ctx,
-        cargo().args([
-            "run",
-            "-p",
-            "hotslab-benches",
-            "--release",
-            "--bin",
-            "results-plots",
-            "--",
-            "--check",
-        ]),
-    )?;
+    bench_bin(ctx, "results-plots", &["--check"])?;
     // The misuse set under every allocator (a few seconds): the control case runs clean, and the
     // hardened modes stop what the default mode catches.
     run(
