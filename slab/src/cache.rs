@@ -20,8 +20,11 @@ use crate::sync::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 /// Bytes of empty slabs a live part may keep for reuse when its domain gives memory back at
 /// once (purge delay 0; see `CacheInner::keep_empty`).
 pub const EMPTY_BUDGET: usize = 2 << 20;
-/// Bytes of empty slabs a live part keeps at most while they wait for the purge delay.
-pub const EMPTY_CAP: usize = 64 << 20;
+/// Bytes of empty slabs a live part keeps at most while they wait for the purge delay (the
+/// process-wide budget, `sweep::within_delayed_budget`, is the tighter bound: a cap per part only
+/// stops one cache from taking all of it; at 64 MiB, one pipeline's swing of 40 KiB objects
+/// overflowed it and faulted its pages back in moments later).
+pub const EMPTY_CAP: usize = 256 << 20;
 /// Bytes of empty slabs all parts of the process keep while they wait for the purge delay
 /// (beyond it, and beyond `min_partial` per part, an emptied slab is given back at once): an
 /// idle program holds at most this much committed memory it does not use.
@@ -622,8 +625,8 @@ impl CacheInner {
             let span = (sr.units as usize) << crate::mem::UNIT_SHIFT;
             let now = if delay > 0 { mem::now_ms() } else { 0 };
             let held = crate::node::EMPTY_BYTES.load(Ordering::Relaxed) + span;
-            let in_budget = crate::sweep::within_delayed_budget(self.domain(), held)
-                || lists.empty.len < self.min_partial;
+            let in_budget =
+                crate::sweep::within_delayed_budget(held) || lists.empty.len < self.min_partial;
             if delay > 0
                 && part.accepts_new_slabs()
                 && lists.empty.len < self.max_empty()

@@ -22,22 +22,16 @@ use crate::node::NodePart;
 
 /// Whether the process may keep `held` bytes of empty slabs (across all parts) waiting for the
 /// purge delay. Without the background purger: [`DELAYED_EMPTY_BUDGET`](crate::cache::DELAYED_EMPTY_BUDGET),
-/// small enough that a program going idle holds little. With it (empties come back on time even
-/// if the program goes idle) the budget grows with the memory `domain` has in use: half of it,
-/// at most [`BACKGROUND_BUDGET`] — a churning program reuses its empties, a small one does not
-/// hold many times its live memory.
+/// small enough that a program going idle holds little. With it, [`BACKGROUND_BUDGET`]: every
+/// empty slab comes back once it has been idle for the delay, even if the program goes idle, so
+/// the budget only bounds a burst. It does not shrink with the memory in use: a program whose
+/// live memory swings (a producer/consumer pipeline that fills and drains a queue) reuses its
+/// empties moments later, and giving them back at the trough only makes it fault them in again
+/// (xmalloc-test: 42 k page faults against 13 k, 1.21x mimalloc against 1.07x).
 #[inline]
-pub(crate) fn within_delayed_budget(domain: &SlabDomain, held: usize) -> bool {
+pub(crate) fn within_delayed_budget(held: usize) -> bool {
     let small = crate::cache::DELAYED_EMPTY_BUDGET;
-    if held <= small {
-        return true;
-    }
-    if !crate::background::running() {
-        return false;
-    }
-    let empty = crate::node::EMPTY_BYTES.load(Ordering::Relaxed);
-    let in_use = domain.committed_bytes().saturating_sub(empty);
-    held <= (in_use / 2).clamp(small, BACKGROUND_BUDGET)
+    held <= small || (crate::background::running() && held <= BACKGROUND_BUDGET)
 }
 
 /// The most the delayed-empty budget grows to while the background purger runs.
