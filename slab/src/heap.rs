@@ -909,7 +909,12 @@ fn pop_direct(entry: impl FnOnce(&Heap) -> *mut Slab) -> *mut u8 {
             // SAFETY: the entry is our slab or EMPTY_SLAB, and we are not revoked: we own it
             // (module docs). Direct entries are kmalloc slabs (no constructor: the free
             // pointer is the first word, see `direct_index`) or EMPTY_SLAB.
-            let obj = unsafe { (*entry(heap)).pop_first_word() };
+            let s = entry(heap);
+            let mut obj = unsafe { (*s).pop_first_word() };
+            if obj.is_null() {
+                // SAFETY: as above; the pop list is empty.
+                obj = unsafe { (*s).pop_local_first_word() };
+            }
             heap.busy.store(false, Ordering::Release);
             return obj;
         }

@@ -437,6 +437,30 @@ impl Slab {
         obj
     }
 
+    /// [`Slab::pop_first_word`] for an empty pop list: takes the whole local free list as the pop
+    /// list and pops its head (null if it is empty too). The C malloc fast path falls back to it
+    /// before its slow path: a program in a steady state frees one block and allocates the next,
+    /// so the pop list runs dry on every allocation while the local list holds the block just
+    /// freed (`capi-count` steady pairs: 163 instructions before, about 95 after; mimalloc 99).
+    ///
+    /// # Safety
+    /// As for [`Slab::pop_first_word`], and the pop list is empty.
+    #[inline(always)]
+    pub unsafe fn pop_local_first_word(&self) -> *mut u8 {
+        debug_assert_eq!(self.freeptr_off, 0);
+        debug_assert!(self.free.get().is_null());
+        let obj = self.local_free.get();
+        if !obj.is_null() {
+            crate::asan::unpoison(obj, self.stride as usize);
+            self.local_free.set(ptr::null_mut());
+            // SAFETY: obj heads our local list, so it is a free object of this slab, whose first
+            // word is its free pointer (the caller's contract).
+            self.free.set(unsafe { obj.cast::<*mut u8>().read() });
+            self.allocs.add(1);
+        }
+        obj
+    }
+
     /// Owner only: pushes a freed object onto the local free list. Reports what the caller must
     /// do about the slab's queue, or [`AfterFree::DoubleFree`] (pushing nothing) on the cheap
     /// double-free cases (the object is the head of either private list).
@@ -669,6 +693,45 @@ pub(crate) fn geometry(stride: usize) -> Option<SlabGeometry> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_empty_pop_list_takes_the_whole_local_list_at_once() {
+        let unit = crate::mem::UNIT;
+        let layout = std::alloc::Layout::from_size_align(unit, unit).unwrap();
+        // SAFETY: a non-zero size.
+        let base = unsafe { std::alloc::alloc(layout) };
+        assert!(!base.is_null());
+        let g = geometry(64).unwrap();
+        let s = Slab::new(
+            base,
+            g.units,
+            g.capacity,
+            64,
+            0,
+            NodeId::new(0),
+            ptr::null(),
+            ptr::null(),
+        );
+        // SAFETY: this test is the slab's only owner; every object lies in `base`.
+        unsafe {
+            assert!(s.pop_local_first_word().is_null(), "nothing freed yet");
+            assert_eq!(s.carve(3, None), 3);
+            let (a, b, c) = (s.pop_first_word(), s.pop_first_word(), s.pop_first_word());
+            assert!(s.pop_first_word().is_null());
+            assert!(s.pop_local_first_word().is_null(), "both lists are empty");
+            assert_eq!(s.push_local(a), AfterFree::Done);
+            assert_eq!(s.push_local(b), AfterFree::Done);
+            // The last block freed comes back first; the rest of the local list is the pop list.
+            assert_eq!(s.pop_local_first_word(), b);
+            assert!(s.local_free.get().is_null());
+            assert_eq!(s.push_local(c), AfterFree::Done);
+            assert_eq!(s.pop_first_word(), a);
+            assert!(s.pop_first_word().is_null());
+            assert_eq!(s.pop_local_first_word(), c);
+            assert_eq!((s.allocs.get(), s.frees.get()), (6, 3));
+            std::alloc::dealloc(base, layout);
+        }
+    }
 
     #[test]
     #[cfg_attr(miri, ignore)] // exhaustive arithmetic: too slow interpreted, no unsafe to check

@@ -1,8 +1,13 @@
 //! Exact instructions per malloc+free pair through the C ABI, for hotslab and its peers in one
-//! run: compiles `benches/c/pairs.c` (gcc -O2 -fno-builtin), runs it under
+//! run: compiles `benches/c/pairs.c` (gcc -O2 -fno-builtin), runs each of its two patterns under
 //! `valgrind --tool=callgrind` with each allocator preloaded for 100 k and 1.1 M pairs, and prints
-//! (total difference) / 1 M per allocator and the ratio to mimalloc. The loop itself (about 14
-//! instructions) is included for every allocator alike. Owns no allocator code.
+//! (total difference) / 1 M per allocator and pattern and the ratio to mimalloc. The loop itself
+//! (about 14 instructions) is included for every allocator alike. Owns no allocator code.
+//!
+//! The two patterns (see pairs.c): "hot" frees each block at once, so each free empties its size
+//! class (mimalloc's worst case: it retires the page every time); "steady" keeps a live set, so no
+//! page or slab empties (what a program's steady state costs). Both are reported because they rank
+//! the allocators differently.
 //!
 //! `cargo run --release -p hotslab-benches --bin capi-count` (HOTSLAB_LIB overrides the library).
 
@@ -29,12 +34,13 @@ fn total(file: &Path) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
-fn count(exe: &Path, lib: &str, n: u64, out: &Path) -> Option<u64> {
+fn count(exe: &Path, lib: &str, n: u64, pattern: &str, out: &Path) -> Option<u64> {
     let mut cmd = Command::new("valgrind");
     cmd.args(["--tool=callgrind", "--quiet"])
         .arg(format!("--callgrind-out-file={}", out.display()))
         .arg(exe)
         .arg(n.to_string())
+        .arg(pattern)
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     if !lib.is_empty() {
@@ -63,37 +69,59 @@ fn main() -> ExitCode {
             .display()
             .to_string()
     });
-    let mut rows: Vec<(&str, String, Option<u64>)> = vec![("hotslab", hotslab, None)];
-    rows.extend(PEERS.iter().map(|(n, l)| (*n, l.to_string(), None)));
+    let mut rows: Vec<(&str, String, [Option<u64>; 2])> = vec![("hotslab", hotslab, [None; 2])];
+    rows.extend(PEERS.iter().map(|(n, l)| (*n, l.to_string(), [None; 2])));
+    let patterns = ["hot", "steady"];
     for (name, lib, per) in rows.iter_mut() {
         if !lib.is_empty() && !Path::new(lib.as_str()).exists() {
             eprintln!("capi-count: {name}: {lib} missing, skipped");
             continue;
         }
-        let a = count(&exe, lib, 100_000, &dir.join(format!("cg.{name}.a")));
-        let b = count(&exe, lib, 1_100_000, &dir.join(format!("cg.{name}.b")));
-        *per = match (a, b) {
-            (Some(a), Some(b)) if b > a => Some((b - a) / 1_000_000),
-            _ => None,
-        };
+        for (i, pat) in patterns.iter().enumerate() {
+            let a = count(
+                &exe,
+                lib,
+                100_000,
+                pat,
+                &dir.join(format!("cg.{name}.{pat}.a")),
+            );
+            let b = count(
+                &exe,
+                lib,
+                1_100_000,
+                pat,
+                &dir.join(format!("cg.{name}.{pat}.b")),
+            );
+            per[i] = match (a, b) {
+                (Some(a), Some(b)) if b > a => Some((b - a) / 1_000_000),
+                _ => None,
+            };
+        }
     }
     let mi = rows
         .iter()
         .find(|r| r.0 == "mimalloc")
-        .and_then(|r| r.2)
-        .unwrap_or(0);
-    println!("| allocator | instructions per malloc+free pair (C ABI, incl. loop) | / mimalloc |");
-    println!("|---|---:|---:|");
+        .map_or([None; 2], |r| r.2);
+    println!(
+        "| allocator | hot pair (C ABI, incl. loop) | / mimalloc | steady pair (C ABI, incl. loop) | / mimalloc |"
+    );
+    println!("|---|---:|---:|---:|---:|");
     for (name, _, per) in &rows {
-        match per {
-            Some(p) if mi > 0 => println!("| {name} | {p} | {:.2} |", *p as f64 / mi as f64),
-            Some(p) => println!("| {name} | {p} | |"),
-            None => println!("| {name} | failed | |"),
+        let mut line = format!("| {name} |");
+        for i in 0..2 {
+            match (per[i], mi[i]) {
+                (Some(p), Some(m)) if m > 0 => {
+                    line += &format!(" {p} | {:.2} |", p as f64 / m as f64)
+                }
+                (Some(p), _) => line += &format!(" {p} | |"),
+                (None, _) => line += " failed | |",
+            }
         }
+        println!("{line}");
     }
     if rows
         .iter()
-        .any(|r| r.2.is_none() && (r.1.is_empty() || Path::new(&r.1).exists()))
+        .any(|r| r.2.iter().any(Option::is_none) && (r.1.is_empty() || Path::new(&r.1).exists()))
     {
         return ExitCode::FAILURE;
     }

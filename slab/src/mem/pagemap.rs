@@ -36,10 +36,7 @@ const LEAF_ALIGN: usize = 4096;
 
 type Leaf = AtomicUsize;
 
-/// One entry more than the covered range needs: `get` lets the single address `1 << ADDR_BITS`
-/// through its one-compare range test, and it must find a (never installed) null entry there.
-static TOP: [AtomicPtr<Leaf>; TOP_LEN + 1] =
-    [const { AtomicPtr::new(ptr::null_mut()) }; TOP_LEN + 1];
+static TOP: [AtomicPtr<Leaf>; TOP_LEN] = [const { AtomicPtr::new(ptr::null_mut()) }; TOP_LEN];
 static LEAVES: AtomicUsize = AtomicUsize::new(0);
 
 /// Splits an address into (top index, leaf index); `None` above the covered range.
@@ -67,14 +64,15 @@ fn split(addr: usize) -> Option<(usize, usize)> {
 /// ```
 #[inline]
 pub fn get(addr: usize) -> usize {
-    // Null and everything above the covered range in one test: 0 wraps to `usize::MAX`. It lets
-    // `1 << ADDR_BITS` itself through, whose top index is the extra, never installed entry.
-    if addr.wrapping_sub(1) >> ADDR_BITS != 0 {
+    // One shift gives the top index and the range test. Null needs no test of its own: unit 0
+    // (addresses below 64 KiB, under `vm.mmap_min_addr`) is never registered, so it reads 0.
+    let top = addr >> (UNIT_SHIFT + LEAF_BITS);
+    if top >= TOP_LEN {
         return 0;
     }
     let unit = addr >> UNIT_SHIFT;
-    // SAFETY: addr <= 1 << ADDR_BITS, so the top index is at most TOP_LEN, the last entry.
-    let slot = unsafe { TOP.get_unchecked(unit >> LEAF_BITS) };
+    // SAFETY: top < TOP_LEN, checked above.
+    let slot = unsafe { TOP.get_unchecked(top) };
     // Acquire pairs with the Release of the installing CAS: the leaf's (zeroed) contents are visible.
     let leaf = slot.load(Ordering::Acquire);
     if leaf.is_null() {
@@ -90,7 +88,7 @@ pub fn get(addr: usize) -> usize {
 
 /// Returns the leaf for `top`, mapping and installing it if needed. Null if the OS refused memory.
 fn leaf_or_install(top: usize) -> *mut Leaf {
-    let Some(slot) = TOP[..TOP_LEN].get(top) else {
+    let Some(slot) = TOP.get(top) else {
         return ptr::null_mut();
     };
     let cur = slot.load(Ordering::Acquire);
@@ -129,7 +127,7 @@ fn unit_range(addr: usize, units: usize) -> Option<(usize, usize)> {
 #[inline]
 fn entry(unit: usize) -> Option<&'static AtomicUsize> {
     let top = unit >> LEAF_BITS;
-    let leaf = TOP[..TOP_LEN].get(top)?.load(Ordering::Acquire);
+    let leaf = TOP.get(top)?.load(Ordering::Acquire);
     if leaf.is_null() {
         return None;
     }
