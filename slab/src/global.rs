@@ -381,9 +381,10 @@ impl SlabAlloc {
     }
 
     /// C `free` fast path: a carved object of a slab the calling thread's heap owns goes onto
-    /// the slab's local list (with the cheap double-free checks). False when nothing was done
-    /// and the caller must take the full path ([`SlabAlloc::free_checked`]). Never makes a
-    /// system call that could change `errno`.
+    /// the slab's local list (with the cheap double-free checks); a carved object of any other
+    /// slab goes to [`free_not_local`] (one tail call: the cross-thread free, without looking the
+    /// pointer up again). False when nothing was done and the caller must take the full path
+    /// ([`SlabAlloc::free_checked`]). `errno` is left as the caller had it.
     ///
     /// # Safety
     /// `p` is null (false) or, if hotslab handed it out, not used after this call.
@@ -392,7 +393,11 @@ impl SlabAlloc {
         if let crate::kmalloc::Owner::Slab(s) = crate::kmalloc::owner_of(p) {
             if s.is_carved_object(p) {
                 // SAFETY: p is a carved object start of a registered slab, handed back.
-                return unsafe { crate::heap::free_local(s, p) };
+                if !unsafe { crate::heap::free_local(s, p) } {
+                    // SAFETY: as above; free_local did nothing.
+                    unsafe { free_not_local(s, p) };
+                }
+                return true;
             }
         }
         false
@@ -457,6 +462,27 @@ fn alloc_slow(layout: Layout) -> *mut u8 {
         }
         None => boot_alloc(layout),
     }
+}
+
+/// The C free of a carved object of slab `s` that the caller's heap does not own (another
+/// thread's, a resting one, or the caller's own while a revoker holds its heap): a cross-thread
+/// free, or the full path for a debug slab. `errno` is kept (giving memory back may make a
+/// system call). `extern "C"`, so the fast path reaches it by a tail jump.
+///
+/// # Safety
+/// `p` is a carved object start of `s`, handed back and not used afterwards.
+#[cold]
+#[inline(never)]
+unsafe extern "C" fn free_not_local(s: &crate::slab::Slab, p: *mut u8) {
+    let _e = crate::mem::KeepErrno::new();
+    if s.dbg.flags != 0 {
+        // Debug slabs check their own objects (red zones, poison) on the full path.
+        // SAFETY: forwarded.
+        return unsafe { dealloc_slow(p) };
+    }
+    // SAFETY: forwarded: a carved object start of a registered, non-debug slab; the local free
+    // was tried already.
+    unsafe { crate::heap::free_remote(s, p) }
 }
 
 /// Large objects, bootstrap blocks, and bad pointers.
