@@ -481,8 +481,9 @@ unsafe extern "C" fn free_not_local(s: &crate::slab::Slab, p: *mut u8) {
         return unsafe { dealloc_slow(p) };
     }
     // SAFETY: forwarded: a carved object start of a registered, non-debug slab; the local free
-    // was tried already.
-    unsafe { crate::heap::free_remote(s, p) }
+    // was tried already, and the cross-thread list is right for any slab (its owner, or a
+    // revoker holding the caller's heap, collects it).
+    unsafe { s.push_remote(p) }
 }
 
 /// Large objects, bootstrap blocks, and bad pointers.

@@ -1005,13 +1005,12 @@ pub(crate) unsafe fn free_local(s: &Slab, obj: *mut u8) -> bool {
     true
 }
 
-/// A free into a slab the caller's heap does not own (or owns while a revoker holds the heap:
-/// the cross-thread list is right for any slab, its owner or the revoker collects it).
+/// A free into a slab the caller's heap does not own.
 ///
 /// # Safety
 /// As for [`free`].
 #[inline]
-pub(crate) unsafe fn free_remote(s: &Slab, obj: *mut u8) {
+unsafe fn free_remote(s: &Slab, obj: *mut u8) {
     if s.dbg.flags != 0 {
         // A debug slab is never owned by a heap, so its frees all arrive here.
         // SAFETY: forwarded from the caller.
