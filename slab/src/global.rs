@@ -382,7 +382,7 @@ impl SlabAlloc {
 
     /// C `free` fast path: a carved object of a slab the calling thread's heap owns goes onto
     /// the slab's local list (with the cheap double-free checks); a carved object of any other
-    /// slab goes to [`free_not_local`] (one tail call: the cross-thread free, without looking the
+    /// slab goes to `free_not_local` (one tail call: the cross-thread free, without looking the
     /// pointer up again). False when nothing was done and the caller must take the full path
     /// ([`SlabAlloc::free_checked`]). `errno` is left as the caller had it.
     ///
