@@ -411,7 +411,9 @@ impl Slab {
         if !obj.is_null() {
             crate::asan::unpoison(obj, self.stride as usize);
             // SAFETY: obj heads our pop list, so it is a free object of this slab.
-            self.free.set(unsafe { self.get_fp(obj) });
+            let next = unsafe { self.get_fp(obj) };
+            self.free.set(next);
+            prefetch(next.wrapping_add(self.freeptr_off as usize));
             self.allocs.add(1);
         }
         obj
@@ -431,7 +433,9 @@ impl Slab {
             crate::asan::unpoison(obj, self.stride as usize);
             // SAFETY: obj heads our pop list, so it is a free object of this slab, whose first
             // word is its free pointer (the caller's contract).
-            self.free.set(unsafe { obj.cast::<*mut u8>().read() });
+            let next = unsafe { obj.cast::<*mut u8>().read() };
+            self.free.set(next);
+            prefetch(next);
             self.allocs.add(1);
         }
         obj
@@ -828,4 +832,18 @@ mod tests {
         assert!(!s.is_object_start(unsafe { base.add(8) }));
         drop(buf);
     }
+}
+
+/// Hints the CPU to bring the line at `p` into the cache: the next object of a pop list, whose
+/// first word the following allocation reads (a dependent load that otherwise misses when the
+/// object was freed long ago). No effect on memory; `p` may be null or dangling.
+#[inline(always)]
+fn prefetch(p: *mut u8) {
+    #[cfg(all(target_arch = "x86_64", not(miri), not(loom)))]
+    // SAFETY: a prefetch never faults and reads nothing the program can observe.
+    unsafe {
+        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(p as *const i8)
+    };
+    #[cfg(not(all(target_arch = "x86_64", not(miri), not(loom))))]
+    let _ = p;
 }
