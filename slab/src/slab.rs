@@ -687,6 +687,20 @@ pub(crate) fn geometry(stride: usize) -> Option<SlabGeometry> {
     })
 }
 
+/// Hints the CPU to bring the line at `p` into the cache: the next object of a pop list, whose
+/// first word the following allocation reads (a dependent load that otherwise misses when the
+/// object was freed long ago). No effect on memory; `p` may be null or dangling.
+#[inline(always)]
+fn prefetch(p: *mut u8) {
+    #[cfg(all(target_arch = "x86_64", not(miri), not(loom)))]
+    // SAFETY: a prefetch never faults and reads nothing the program can observe.
+    unsafe {
+        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(p as *const i8)
+    };
+    #[cfg(not(all(target_arch = "x86_64", not(miri), not(loom))))]
+    let _ = p;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -832,18 +846,4 @@ mod tests {
         assert!(!s.is_object_start(unsafe { base.add(8) }));
         drop(buf);
     }
-}
-
-/// Hints the CPU to bring the line at `p` into the cache: the next object of a pop list, whose
-/// first word the following allocation reads (a dependent load that otherwise misses when the
-/// object was freed long ago). No effect on memory; `p` may be null or dangling.
-#[inline(always)]
-fn prefetch(p: *mut u8) {
-    #[cfg(all(target_arch = "x86_64", not(miri), not(loom)))]
-    // SAFETY: a prefetch never faults and reads nothing the program can observe.
-    unsafe {
-        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(p as *const i8)
-    };
-    #[cfg(not(all(target_arch = "x86_64", not(miri), not(loom))))]
-    let _ = p;
 }
