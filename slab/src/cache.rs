@@ -1086,6 +1086,18 @@ impl KmemCache {
         Some((l.owned.len, l.partial.len, l.full.len, l.empty.len))
     }
 
+    /// Parked full slabs with cross-thread frees pending, beyond the notices their thread
+    /// caches hold (0 when every such free was announced: see `Slab::park`). For the loom
+    /// models, at a quiescent point (it reads owner-private queues).
+    #[doc(hidden)]
+    pub fn unnoticed_parked_slabs(&self) -> usize {
+        // SAFETY: as in live().
+        let c = unsafe { self.inner.as_ref() };
+        c.thread_caches()
+            .map(crate::heap::ThreadCache::unnoticed_parked)
+            .sum()
+    }
+
     /// Whether the cache has a part for `nid` and in which state.
     pub fn part_state(&self, nid: NodeId) -> Option<PartState> {
         // SAFETY: as in live().

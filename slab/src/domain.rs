@@ -129,6 +129,10 @@ pub enum HeapMutation {
     RemoteFreeIgnoresDraining,
     /// Collecting the cross-thread list is a load and a store of 0 instead of one swap.
     CollectRemoteLoadStore,
+    /// The cross-thread free that clears a slab's parked bit does not tell the owner.
+    ParkedFreeSkipsNotice,
+    /// Parking a slab on the full queue ignores cross-thread frees already pending.
+    ParkIgnoresPending,
 }
 
 /// Result of [`SlabDomain::check_invariants`].

@@ -10,6 +10,13 @@
 //! caller's heap and, if equal, pushes on the slab's local list with plain stores; otherwise it
 //! is one CAS onto the slab's cross-thread list. Refilling swaps lists in O(1).
 //!
+//! Full slabs stay owned (up to `FULL_KEEP` per thread cache), parked on the full queue with a
+//! bit in their cross-thread word (`Slab::park`). The cross-thread free whose CAS clears the bit
+//! counts a notice on the owner's thread cache; the owner's next refill walks its full queue for
+//! the noticed slabs (taking them back, or giving emptied ones to their part). So the owner's own
+//! frees into its full slabs stay local, and memory other threads free into them is found without
+//! a scan of every slab.
+//!
 //! Revocation (an asymmetric Dekker pair, once per heap): the owner's fast path stores
 //! `busy = true`, runs [`light_barrier`] (a compiler fence) and reads `revoked`; a revoker
 //! (destroy, offline, debug switch) takes `Heap::lock`, stores `revoked = true`, runs
@@ -31,8 +38,8 @@ use crate::cache::CacheInner;
 use crate::node::NodePart;
 use crate::slab::{AfterFree, HeapQueue, ListKind, Slab};
 use crate::sync::{
-    heavy_barrier, light_barrier, lock, spin_wait, AtomicBool, AtomicPtr, Mutex, MutexGuard,
-    Ordering,
+    heavy_barrier, light_barrier, lock, spin_wait, AtomicBool, AtomicPtr, AtomicUsize, Mutex,
+    MutexGuard, Ordering,
 };
 
 /// Thread-cache table geometry of a cache: `TC_L1` chunks of `TC_CHUNK` entries, one per heap
@@ -57,10 +64,19 @@ const NO_DIRECT: u8 = u8::MAX;
 const CARVE_BATCH: u32 = 64;
 /// Slabs taken from a part in one list-lock section.
 const ACQUIRE_BATCH: usize = 4;
-/// Full slabs a thread cache keeps owned (their local frees stay local); older ones go back.
-const FULL_KEEP: usize = 16;
-/// Full slabs inspected for cross-thread frees per local refill.
+/// Full slabs a thread cache keeps owned (their local frees stay local); older ones go back. A
+/// bound on metadata walks, not on memory: cross-thread frees into a parked slab notify the owner
+/// (`Slab::park`), which takes the slab back or gives it to the part when it emptied.
+const FULL_KEEP: usize = 1024;
+/// Full slabs inspected for cross-thread frees per local refill without a notice (a backstop for
+/// a notice that went to a stale thread cache). None under loom, so that the models see the
+/// notices alone.
+#[cfg(not(loom))]
 const FULL_SCAN: usize = 4;
+#[cfg(loom)]
+const FULL_SCAN: usize = 0;
+/// Full slabs a refill walks at most when notices are pending.
+const NOTICE_WALK: usize = 64;
 /// Resting full slabs inspected for remote frees per acquire.
 const PART_FULL_SCAN: usize = 16;
 
@@ -255,8 +271,11 @@ pub(crate) struct ThreadCache {
     direct: u8,
     /// Owned slabs that may have free objects.
     pub avail: SlabQueue,
-    /// Owned slabs found without a free object.
+    /// Owned slabs found without a free object (parked: see `Slab::park`).
     pub full: SlabQueue,
+    /// Cross-thread frees that found a parked slab of this thread cache (other threads add, the
+    /// owner takes). A hint: the owner walks its full queue when it is not zero.
+    notices: crossbeam_utils::CachePadded<AtomicUsize>,
 }
 
 // SAFETY: the Cells are owner-private or touched by a revoker under the heap's lock (module docs).
@@ -272,6 +291,7 @@ impl ThreadCache {
             direct: direct.map_or(NO_DIRECT, |d| d as u8),
             avail: SlabQueue::new(),
             full: SlabQueue::new(),
+            notices: crossbeam_utils::CachePadded::new(AtomicUsize::new(0)),
         }
     }
 
@@ -311,9 +331,10 @@ impl ThreadCache {
         self.avail.len() + self.full.len() + usize::from(!self.cur().is_null())
     }
 
-    /// Owner (busy section or heap lock): refills `cur` without touching any lock: the current
-    /// slab's local and remote lists or fresh objects, then the next available slab, then a few
-    /// full ones that received cross-thread frees. Pops one object, or null.
+    /// Owner (busy section or heap lock): refills `cur` without touching any lock (but the part
+    /// lock of an emptied slab it gives back): the current slab's local and remote lists or fresh
+    /// objects, then the noticed full slabs, then the next available slab, then a few full ones
+    /// that received cross-thread frees. Pops one object, or null.
     ///
     /// # Safety
     /// The caller owns the thread cache (its heap's owner in a busy section, or under its lock).
@@ -322,39 +343,113 @@ impl ThreadCache {
         unsafe {
             let s = self.cur();
             if !s.is_null() {
-                let obj = refill_from(cache, &*s);
+                let obj = self.refill_or_park(cache, s);
                 if !obj.is_null() {
                     return obj;
                 }
                 self.set_cur(ptr::null_mut());
-                self.full.push_back(s, HeapQueue::Full);
+            }
+            if self.notices.load(Ordering::Relaxed) != 0 {
+                self.take_noticed(cache);
             }
             loop {
                 let s = self.avail.pop_front();
                 if s.is_null() {
                     break;
                 }
-                let obj = refill_from(cache, &*s);
+                let obj = self.refill_or_park(cache, s);
                 if !obj.is_null() {
                     self.set_cur(s);
                     return obj;
                 }
-                self.full.push_back(s, HeapQueue::Full);
             }
             for _ in 0..FULL_SCAN.min(self.full.len()) {
                 let s = self.full.head();
                 self.full.remove(s);
                 if (*s).has_remote() {
-                    let obj = refill_from(cache, &*s);
+                    let obj = self.refill_or_park(cache, s);
                     if !obj.is_null() {
                         self.set_cur(s);
                         return obj;
                     }
+                } else {
+                    self.full.push_back(s, HeapQueue::Full);
                 }
-                self.full.push_back(s, HeapQueue::Full);
             }
         }
         ptr::null_mut()
+    }
+
+    /// Parked slabs with cross-thread frees pending beyond this thread cache's notices (racy
+    /// outside the owner: call it at a quiescent point).
+    pub fn unnoticed_parked(&self) -> usize {
+        let mut pending = 0;
+        let mut s = self.full.head();
+        while !s.is_null() {
+            // SAFETY: slabs on a queue are valid; the caller makes the walk quiescent.
+            unsafe {
+                pending += usize::from((*s).has_remote());
+                s = (*s).hnext.get();
+            }
+        }
+        pending.saturating_sub(self.notices.load(Ordering::Acquire))
+    }
+
+    /// Owner: pops one object of `s` (on no queue), or parks `s` on the full queue and returns
+    /// null. A cross-thread free that lands between the refill's look and the park is taken at
+    /// once (`park` says so), so a parked slab never holds frees its owner was not told about.
+    ///
+    /// # Safety
+    /// The caller owns the thread cache and `s`, which is on none of its queues.
+    unsafe fn refill_or_park(&self, cache: &CacheInner, s: *mut Slab) -> *mut u8 {
+        // SAFETY: caller contract.
+        unsafe {
+            loop {
+                let obj = refill_from(cache, &*s);
+                if !obj.is_null() {
+                    return obj;
+                }
+                if (*s).park() {
+                    self.full.push_back(s, HeapQueue::Full);
+                    return ptr::null_mut();
+                }
+            }
+        }
+    }
+
+    /// Owner, when notices are pending: walks up to [`NOTICE_WALK`] full slabs from the head,
+    /// moving those with cross-thread frees to `avail` — or, when they are empty and `avail`
+    /// already has a slab, back to their part (which keeps or purges them) — and rotating the
+    /// others to the back. Notices not matched by this walk stay for the next one.
+    ///
+    /// # Safety
+    /// The caller owns the thread cache.
+    unsafe fn take_noticed(&self, cache: &CacheInner) {
+        let mut n = self.notices.swap(0, Ordering::Acquire);
+        let mut walk = NOTICE_WALK.min(self.full.len());
+        // SAFETY: every slab on our queues is ours.
+        unsafe {
+            while n > 0 && walk > 0 {
+                walk -= 1;
+                let s = self.full.pop_front();
+                if !(*s).has_remote() {
+                    // Parked and untouched (or its notice was matched already): rotate.
+                    self.full.push_back(s, HeapQueue::Full);
+                    continue;
+                }
+                n -= 1;
+                if (*s).in_use() == 0 && !self.avail.head().is_null() {
+                    // Giving memory back may make a system call: errno stays as it was.
+                    let _e = crate::mem::KeepErrno::new();
+                    release_owned(cache, &*s);
+                } else {
+                    self.avail.push_back(s, HeapQueue::Avail);
+                }
+            }
+        }
+        if n > 0 {
+            self.notices.fetch_add(n, Ordering::Relaxed);
+        }
     }
 
     /// Owner or revoker (heap lock, busy seen false): gives every owned slab back to its part.
@@ -1050,6 +1145,7 @@ unsafe fn after_local_free_inner(s: &Slab, r: AfterFree) {
         AfterFree::Unfull => {
             // SAFETY: s is on our full queue.
             unsafe {
+                s.unpark();
                 tc.full.remove(sp);
                 tc.avail.push_back(sp, HeapQueue::Avail);
             }
@@ -1460,4 +1556,15 @@ pub(crate) fn flush_heap(cache: &CacheInner, heap: &Heap) {
     let _g = lock(&heap.lock);
     // SAFETY: the exiting thread owned the thread cache; revokers are excluded by the lock.
     unsafe { tc.release_all(cache) };
+}
+
+/// A cross-thread free found a parked slab of thread cache `tc` (a `Slab::tc` word, not 0).
+///
+/// # Safety
+/// `tc` was read from a slab of a live cache (thread caches live as long as its metadata).
+#[inline]
+pub(crate) unsafe fn notice_parked(tc: usize) {
+    // SAFETY: caller contract.
+    let tc = unsafe { &*(tc as *const ThreadCache) };
+    tc.notices.fetch_add(1, Ordering::Release);
 }

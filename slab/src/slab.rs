@@ -28,6 +28,13 @@ pub(crate) const NO_OWNER: usize = 1;
 /// Bits of a remote-list word that hold the pointer (user-space addresses fit in 47 bits).
 const REMOTE_PTR_BITS: u32 = 48;
 const REMOTE_PTR_MASK: usize = (1 << REMOTE_PTR_BITS) - 1;
+/// Bit 0 of the remote-list word (objects are 8-byte aligned, so no list head sets it): the slab
+/// is parked on its owner's full queue. The owner sets it when it parks the slab ([`Slab::park`]);
+/// the cross-thread free whose CAS clears it tells the owner's thread cache (one notice), so the
+/// owner finds the slab again without scanning its full queue. Both sides are read-modify-writes
+/// of this one word, so one of them always sees the other: either the owner's `park` finds the
+/// free already there, or the free finds the bit.
+pub(crate) const REMOTE_PARKED: usize = 1;
 
 /// Where a resting slab sits in its part (under the part's list lock).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -513,25 +520,37 @@ impl Slab {
         let cache = self.cache;
         let half = self.capacity / 2;
         let resting = self.owner.load(Ordering::Relaxed) == NO_OWNER;
+        // The thread cache that parked the slab, if it is parked (see REMOTE_PARKED).
+        let tc = self.tc.load(Ordering::Relaxed);
         // Objects in use besides the pending remote frees (stable while the slab rests).
         let used = self.allocs.get().wrapping_sub(self.frees.get());
         // Before the CAS: afterwards the owner may already have handed the object out again.
         crate::asan::poison_free_object(obj, self.stride, self.freeptr_off);
         let mut old = self.xthread.load(Ordering::Relaxed);
         loop {
-            let head = (old & REMOTE_PTR_MASK) as *mut u8;
+            let head = (old & REMOTE_PTR_MASK & !REMOTE_PARKED) as *mut u8;
             let count = old >> REMOTE_PTR_BITS;
             if head == obj {
                 crate::debug::double_free(self, obj);
             }
             // SAFETY: obj is free and belongs to the caller until the CAS publishes it.
             unsafe { self.set_fp(obj, head) };
+            // The new word drops REMOTE_PARKED: this free is the one that tells the owner.
             let new = (obj as usize) | ((count + 1) << REMOTE_PTR_BITS);
             match self
                 .xthread
                 .compare_exchange_weak(old, new, Ordering::SeqCst, Ordering::Relaxed)
             {
                 Ok(_) => {
+                    #[cfg(loom)]
+                    let skip = mutated(cache, HeapMutation::ParkedFreeSkipsNotice);
+                    #[cfg(not(loom))]
+                    let skip = false;
+                    if old & REMOTE_PARKED != 0 && tc != 0 && !skip {
+                        // SAFETY: thread caches live as long as their cache's metadata, which
+                        // outlives the slab (a stale `tc` only costs its owner a short walk).
+                        unsafe { crate::heap::notice_parked(tc) };
+                    }
                     if part.is_null() {
                         return;
                     }
@@ -590,7 +609,7 @@ impl Slab {
         };
         #[cfg(not(loom))]
         let word = self.xthread.swap(0, Ordering::Acquire);
-        let chain = (word & REMOTE_PTR_MASK) as *mut u8;
+        let chain = (word & REMOTE_PTR_MASK & !REMOTE_PARKED) as *mut u8;
         let count = remote_count(word);
         self.frees.add(count as u64);
         if self.free.get().is_null() {
@@ -617,7 +636,33 @@ impl Slab {
     /// Whether cross-thread frees are waiting (a relaxed peek).
     #[inline]
     pub fn has_remote(&self) -> bool {
-        self.xthread.load(Ordering::Relaxed) != 0
+        self.xthread.load(Ordering::Relaxed) & !REMOTE_PARKED != 0
+    }
+
+    /// Owner: marks the slab parked on the full queue (see [`REMOTE_PARKED`]). False if
+    /// cross-thread frees arrived since the owner last looked: then the slab is not parked (the
+    /// caller collects them at once, which clears the bit).
+    ///
+    /// # Safety
+    /// The caller owns the slab and is about to put it on its full queue.
+    pub unsafe fn park(&self) -> bool {
+        #[cfg(loom)]
+        if mutated(self.cache, HeapMutation::ParkIgnoresPending) {
+            self.xthread.fetch_or(REMOTE_PARKED, Ordering::AcqRel);
+            return true;
+        }
+        let old = self.xthread.fetch_or(REMOTE_PARKED, Ordering::AcqRel);
+        old & !REMOTE_PARKED == 0
+    }
+
+    /// Owner: the slab leaves the full queue by a local free: no notice is wanted any more.
+    ///
+    /// # Safety
+    /// The caller owns the slab.
+    pub unsafe fn unpark(&self) {
+        if self.xthread.load(Ordering::Relaxed) & REMOTE_PARKED != 0 {
+            self.xthread.fetch_and(!REMOTE_PARKED, Ordering::Relaxed);
+        }
     }
 }
 

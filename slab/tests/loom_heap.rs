@@ -1,6 +1,6 @@
 //! loom models of the per-thread heap protocols (`slab/src/heap.rs`, `slab/src/slab.rs`), over the real
 //! `hotslab` code: the owner-id local free ∥ revocation, a remote free ∥ the owner's collect of the
-//! cross-thread list, thread exit (abandon) ∥ remote frees ∥ adoption of the abandoned slab, and frees into a
+//! cross-thread list and its park of a full slab (the notice protocol), thread exit (abandon) ∥ remote frees ∥ adoption of the abandoned slab, and frees into a
 //! draining part ∥ a forced or refusable offline (with the owner idle). Each model also has mutation checks:
 //! a switch (`SlabDomain::mutation_heap`, loom builds only) that breaks one step of a protocol, and a test
 //! that the model then FINDS the break in some schedule. Owns only these models; it changes nothing in
@@ -378,8 +378,16 @@ const PER_SLAB: usize = 8;
 /// the statistics count exactly 10 allocations, 2 frees and 8 live objects (the slabs' `in_use` counters);
 /// after O frees everything, 10/10/0.
 ///
-/// Mutation `CollectRemoteLoadStore` makes the collect a load and a store of 0: a push between them is lost
-/// (the statistics then disagree with what was freed).
+/// The exhausted slab is parked on O's full queue (`Slab::park`, a `fetch_or` of the parked bit into the
+/// cross-thread word) unless R's frees are already there; R's CAS that clears the bit counts a notice on O's
+/// thread cache, and O's next refill takes the slab back through it (under loom the blind rotation of full
+/// slabs is off, so notices are the only way back). After R is done, no parked slab may hold frees that no
+/// notice announces (`unnoticed_parked_slabs`).
+///
+/// Mutations: `CollectRemoteLoadStore` makes the collect a load and a store of 0: a push between them is
+/// lost (the statistics then disagree with what was freed). `ParkedFreeSkipsNotice`: the free that clears
+/// the bit tells nobody, and `ParkIgnoresPending`: the park does not look at frees that arrived since the
+/// refill's collect — either way a parked slab holds frees its owner will never look for.
 fn remote_free_vs_collect(m: HeapMutation, ch: &Arc<Checks>) {
     let w = world(m);
     let c = cache(&w.domain, "big", BIG);
@@ -413,6 +421,10 @@ fn remote_free_vs_collect(m: HeapMutation, ch: &Arc<Checks>) {
                 held.push((p, 0x200 + i));
             }
             r.join().unwrap();
+            let unnoticed = c.unnoticed_parked_slabs();
+            ch.check(unnoticed == 0, || {
+                format!("{unnoticed} parked slab(s) hold cross-thread frees nobody announced")
+            });
             check_stats(&ch, &c, 10, 2, 8, "after the remote frees");
             if !ch.ok() {
                 return;
@@ -447,6 +459,32 @@ fn remote_free_vs_collect_mutation_is_caught() {
         "remote free ∥ owner's collect",
         BOUND_REMOTE,
         HeapMutation::CollectRemoteLoadStore,
+        remote_free_vs_collect,
+    )
+    .assert_found();
+}
+
+/// Preemption bound 3. A free that clears the parked bit without a notice: some schedule leaves the parked
+/// slab's frees unannounced.
+#[test]
+fn remote_free_vs_park_skipped_notice_is_caught() {
+    explore(
+        "remote free ∥ owner's park",
+        BOUND_REMOTE,
+        HeapMutation::ParkedFreeSkipsNotice,
+        remote_free_vs_collect,
+    )
+    .assert_found();
+}
+
+/// Preemption bound 3. A park blind to frees that are already pending: some schedule parks a slab whose
+/// frees arrived between the refill's collect and the park, and nobody announces them.
+#[test]
+fn remote_free_vs_park_blind_park_is_caught() {
+    explore(
+        "remote free ∥ owner's park",
+        BOUND_REMOTE,
+        HeapMutation::ParkIgnoresPending,
         remote_free_vs_collect,
     )
     .assert_found();
