@@ -528,7 +528,7 @@ impl Slab {
         crate::asan::poison_free_object(obj, self.stride, self.freeptr_off);
         let mut old = self.xthread.load(Ordering::Relaxed);
         loop {
-            let head = (old & REMOTE_PTR_MASK & !REMOTE_PARKED) as *mut u8;
+            let head = remote_head(old);
             let count = old >> REMOTE_PTR_BITS;
             if head == obj {
                 crate::debug::double_free(self, obj);
@@ -609,7 +609,7 @@ impl Slab {
         };
         #[cfg(not(loom))]
         let word = self.xthread.swap(0, Ordering::Acquire);
-        let chain = (word & REMOTE_PTR_MASK & !REMOTE_PARKED) as *mut u8;
+        let chain = remote_head(word);
         let count = remote_count(word);
         self.frees.add(count as u64);
         if self.free.get().is_null() {
@@ -646,12 +646,11 @@ impl Slab {
     /// # Safety
     /// The caller owns the slab and is about to put it on its full queue.
     pub unsafe fn park(&self) -> bool {
+        let old = self.xthread.fetch_or(REMOTE_PARKED, Ordering::AcqRel);
         #[cfg(loom)]
         if mutated(self.cache, HeapMutation::ParkIgnoresPending) {
-            self.xthread.fetch_or(REMOTE_PARKED, Ordering::AcqRel);
             return true;
         }
-        let old = self.xthread.fetch_or(REMOTE_PARKED, Ordering::AcqRel);
         old & !REMOTE_PARKED == 0
     }
 
@@ -700,6 +699,12 @@ pub(crate) fn slab_of(p: *mut u8) -> *const Slab {
 #[inline]
 pub(crate) fn remote_count(word: usize) -> u32 {
     (word >> REMOTE_PTR_BITS) as u32
+}
+
+/// The head of the cross-thread list in a remote-list word (without the parked bit).
+#[inline(always)]
+fn remote_head(word: usize) -> *mut u8 {
+    (word & REMOTE_PTR_MASK & !REMOTE_PARKED) as *mut u8
 }
 
 /// Geometry of a cache's slabs: how many UNITs a slab spans and how many objects fit.
