@@ -329,47 +329,52 @@ fn alloc_on(c: &CacheInner, want: Option<NodeId>, bits: u32) -> *mut u8 {
         return ptr::null_mut();
     }
     let mut order = [NodeId::new(0); 64];
-    let n = c.domain().alloc_order(want, &mut order);
-    for &nid in &order[..n] {
-        let Some(part) = c.part_for_alloc(nid) else {
-            continue;
-        };
-        let mut lists = part.lock();
-        if !part.accepts_new_slabs() {
-            continue;
+    let mut n = c.domain().alloc_order(want, &mut order);
+    for pass in 0..2 {
+        if pass == 1 {
+            n = c.domain().order_after_refusal(want, &mut order);
         }
-        let mut s = lists.debug.head();
-        if DebugFlags::from_bits(bits).contains(DebugFlags::QUARANTINE) {
-            // The first slab (of the first few) with more than the quarantined slots free.
-            let mut k = 0;
+        for &nid in &order[..n] {
+            let Some(part) = c.part_for_alloc(nid) else {
+                continue;
+            };
+            let mut lists = part.lock();
+            if !part.accepts_new_slabs() {
+                continue;
+            }
+            let mut s = lists.debug.head();
+            if DebugFlags::from_bits(bits).contains(DebugFlags::QUARANTINE) {
+                // The first slab (of the first few) with more than the quarantined slots free.
+                let mut k = 0;
+                // SAFETY: list members are valid under the list lock.
+                while !s.is_null() && !has_unquarantined(unsafe { &*s }) {
+                    k += 1;
+                    // SAFETY: as above.
+                    s = if k < 8 {
+                        unsafe { (*s).next.get() }
+                    } else {
+                        ptr::null_mut()
+                    };
+                }
+            }
             // SAFETY: list members are valid under the list lock.
-            while !s.is_null() && !has_unquarantined(unsafe { &*s }) {
-                k += 1;
-                // SAFETY: as above.
-                s = if k < 8 {
-                    unsafe { (*s).next.get() }
-                } else {
-                    ptr::null_mut()
-                };
+            if s.is_null() || unsafe { (*s).free.get() }.is_null() {
+                match new_debug_slab(c, part, &mut lists, bits) {
+                    Some(n) => s = n,
+                    None => continue,
+                }
             }
-        }
-        // SAFETY: list members are valid under the list lock.
-        if s.is_null() || unsafe { (*s).free.get() }.is_null() {
-            match new_debug_slab(c, part, &mut lists, bits) {
-                Some(n) => s = n,
-                None => continue,
+            // SAFETY: s is a debug slab of this part with a free object; the lock makes us its owner.
+            let obj = unsafe { take(&*s) };
+            // SAFETY: as above; a slab that became full moves behind the ones with room.
+            unsafe {
+                if (*s).free.get().is_null() {
+                    lists.debug.remove(s);
+                    lists.debug.push_back(s);
+                }
             }
+            return obj;
         }
-        // SAFETY: s is a debug slab of this part with a free object; the lock makes us its owner.
-        let obj = unsafe { take(&*s) };
-        // SAFETY: as above; a slab that became full moves behind the ones with room.
-        unsafe {
-            if (*s).free.get().is_null() {
-                lists.debug.remove(s);
-                lists.debug.push_back(s);
-            }
-        }
-        return obj;
     }
     ptr::null_mut()
 }

@@ -549,6 +549,13 @@ impl SlabDomain {
         crate::placement::alloc_order(self, want, out, cursor)
     }
 
+    /// After every node of an order failed: the default policy's order if an `mbind` was
+    /// refused on the way, else 0; see `placement::order_after_refusal`.
+    #[cold]
+    pub(crate) fn order_after_refusal(&self, want: Option<NodeId>, out: &mut [NodeId]) -> usize {
+        crate::placement::order_after_refusal(self, want, out)
+    }
+
     /// Fallback order from `start` (the topology's distance order).
     pub(crate) fn fallback(&self, start: NodeId, out: &mut [NodeId]) -> usize {
         let n = self.topology().fallback_order(start, out);

@@ -1296,31 +1296,37 @@ unsafe fn locked_refill(
             release_owned(cache, &*s);
         }
         let mut order = [NodeId::new(0); 64];
-        let n = cache
+        let mut n = cache
             .domain()
             .alloc_order_in(want, &mut order, Some(&cache.interleave));
-        for &nid in &order[..n] {
-            let Some(part) = cache.part_for_alloc(nid) else {
-                continue;
-            };
-            let mut got = [ptr::null_mut::<Slab>(); ACQUIRE_BATCH];
-            let k = acquire(cache, part, heap, tc, &mut got);
-            cache.maybe_purge(part);
-            crate::publish::tick(cache.domain());
-            if k == 0 {
-                continue;
+        // A second pass only if a bind was refused in the first (a node just lost its memory).
+        for pass in 0..2 {
+            if pass == 1 {
+                n = cache.domain().order_after_refusal(want, &mut order);
             }
-            let old = tc.cur();
-            if !old.is_null() {
-                tc.avail.push_back(old, HeapQueue::Avail);
-            }
-            tc.set_cur(got[0]);
-            for &s in &got[1..k] {
-                tc.avail.push_back(s, HeapQueue::Avail);
-            }
-            let obj = refill_from(cache, &*got[0]);
-            if !obj.is_null() {
-                return obj;
+            for &nid in &order[..n] {
+                let Some(part) = cache.part_for_alloc(nid) else {
+                    continue;
+                };
+                let mut got = [ptr::null_mut::<Slab>(); ACQUIRE_BATCH];
+                let k = acquire(cache, part, heap, tc, &mut got);
+                cache.maybe_purge(part);
+                crate::publish::tick(cache.domain());
+                if k == 0 {
+                    continue;
+                }
+                let old = tc.cur();
+                if !old.is_null() {
+                    tc.avail.push_back(old, HeapQueue::Avail);
+                }
+                tc.set_cur(got[0]);
+                for &s in &got[1..k] {
+                    tc.avail.push_back(s, HeapQueue::Avail);
+                }
+                let obj = refill_from(cache, &*got[0]);
+                if !obj.is_null() {
+                    return obj;
+                }
             }
         }
     }
@@ -1486,36 +1492,41 @@ fn alloc_direct(cache: &CacheInner, want: Option<NodeId>) -> *mut u8 {
         }
     }
     let mut order = [NodeId::new(0); 64];
-    let n = cache
+    let mut n = cache
         .domain()
         .alloc_order_in(want, &mut order, Some(&cache.interleave));
-    for &nid in &order[..n] {
-        let Some(part) = cache.part_for_alloc(nid) else {
-            continue;
-        };
-        let mut lists = part.lock();
-        if !part.accepts_new_slabs() {
-            continue;
+    for pass in 0..2 {
+        if pass == 1 {
+            n = cache.domain().order_after_refusal(want, &mut order);
         }
-        let mut s = lists.partial.head();
-        if s.is_null() {
-            s = lists.empty.tail();
-        }
-        if s.is_null() {
-            match cache.new_slab(part, &mut lists) {
-                Some(n) => s = n,
-                None => continue,
+        for &nid in &order[..n] {
+            let Some(part) = cache.part_for_alloc(nid) else {
+                continue;
+            };
+            let mut lists = part.lock();
+            if !part.accepts_new_slabs() {
+                continue;
             }
+            let mut s = lists.partial.head();
+            if s.is_null() {
+                s = lists.empty.tail();
+            }
+            if s.is_null() {
+                match cache.new_slab(part, &mut lists) {
+                    Some(n) => s = n,
+                    None => continue,
+                }
+            }
+            // SAFETY: s rests in this part and we hold its lock, so we act as its owner.
+            let obj = unsafe { refill_from(cache, &*s) };
+            if obj.is_null() {
+                continue;
+            }
+            // SAFETY: s is on the list its field names.
+            unsafe { lists.take(s) };
+            cache.settle(part, &mut lists, s);
+            return obj;
         }
-        // SAFETY: s rests in this part and we hold its lock, so we act as its owner.
-        let obj = unsafe { refill_from(cache, &*s) };
-        if obj.is_null() {
-            continue;
-        }
-        // SAFETY: s is on the list its field names.
-        unsafe { lists.take(s) };
-        cache.settle(part, &mut lists, s);
-        return obj;
     }
     ptr::null_mut()
 }

@@ -8,7 +8,7 @@
 //! |---|---|
 //! | default, local | the CPU's node (or the nearest allowed node with memory) |
 //! | preferred, preferred-many | the policy's nodes (nearest first, tier-first order), then the other allowed nodes |
-//! | bind | the policy's nodes only (nearest first) |
+//! | bind | the policy's nodes only (nearest first); the other allowed nodes once the kernel refuses them all (they lost their memory) |
 //! | interleave | the policy's nodes in turn, one slab each, in turn per cache (whichever thread makes the slab; other callers: per thread, starting where the thread id points) |
 //! | weighted interleave | the policy's nodes in turn, `weight` slabs each (`/sys/kernel/mm/mempolicy/weighted_interleave/nodeN`) |
 //!
@@ -64,6 +64,22 @@ const UNREAD: State = State {
 std::thread_local! {
     // const-initialised and drop-free: no lazy registration, no allocation.
     static STATE: core::cell::Cell<State> = const { core::cell::Cell::new(UNREAD) };
+}
+
+#[cfg(not(loom))]
+std::thread_local! {
+    // Set when an `mbind` of this thread was refused since its last order was computed.
+    static REFUSED: core::cell::Cell<bool> = const { core::cell::Cell::new(false) };
+}
+
+#[cfg(not(loom))]
+fn set_refused(v: bool) -> bool {
+    REFUSED.try_with(|r| r.replace(v)).unwrap_or(false)
+}
+
+#[cfg(loom)]
+fn set_refused(_: bool) -> bool {
+    false
 }
 
 #[cfg(not(loom))]
@@ -202,6 +218,7 @@ pub(crate) fn invalidate_all() {
 /// An `mbind` for the calling thread was refused (`EINVAL`: the node is gone or outside the
 /// cpuset): read the cpuset again before the next slab.
 pub(crate) fn bind_refused() {
+    set_refused(true);
     let mut st = load();
     if !st.pinned {
         st.generation = 0;
@@ -320,6 +337,35 @@ pub(crate) fn alloc_order(
     out: &mut [NodeId],
     cursor: Option<&std::sync::atomic::AtomicUsize>,
 ) -> usize {
+    set_refused(false);
+    order(d, want, out, cursor, false)
+}
+
+/// For a caller that found no memory on any node of its [`alloc_order`]: if an `mbind` was
+/// refused on the way (`EINVAL`: a node the domain still counts as having memory has just lost
+/// it, or left the cpuset, and neither the domain nor the kernel's rebinding of the thread's
+/// policy has caught up), the order the default policy gives, which the caller tries next: the
+/// kernel too allocates anywhere allowed once a bind set has no memory left. 0 if nothing was
+/// refused (a plain `ENOMEM` under a bind policy stays a failure) or `want` named a node (its
+/// order falls back already).
+pub(crate) fn order_after_refusal(
+    d: &SlabDomain,
+    want: Option<NodeId>,
+    out: &mut [NodeId],
+) -> usize {
+    if !set_refused(false) || want.is_some() || !d.task_placement() {
+        return 0;
+    }
+    order(d, None, out, None, true)
+}
+
+fn order(
+    d: &SlabDomain,
+    want: Option<NodeId>,
+    out: &mut [NodeId],
+    cursor: Option<&std::sync::atomic::AtomicUsize>,
+    ignore_policy: bool,
+) -> usize {
     let topo = d.topology();
     if !d.task_placement() {
         let start = want.unwrap_or_else(|| topo.current_node());
@@ -345,8 +391,10 @@ pub(crate) fn alloc_order(
     let real_set = mask(st.nodes);
     let in_set = |v: NodeId| real_set.test(id_of(d, &snap, v)) && allowed(v);
     let set_live = all.iter().any(|&v| in_set(v) && d.node_allocatable(v));
-    let policy_applies =
-        want.is_none() && set_live && !matches!(mode, PolicyMode::Default | PolicyMode::Local);
+    let policy_applies = !ignore_policy
+        && want.is_none()
+        && set_live
+        && !matches!(mode, PolicyMode::Default | PolicyMode::Local);
     if policy_applies {
         match mode {
             PolicyMode::Interleave | PolicyMode::WeightedInterleave => {

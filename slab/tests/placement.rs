@@ -321,3 +321,42 @@ fn preferred_nodes_are_tried_tier_first() {
         free_all(&c, objs);
     });
 }
+
+/// A bind set whose node lost its memory before the domain heard of it (the kernel refuses the
+/// `mbind` with `EINVAL`, the domain still counts the node as having memory): the allocation
+/// falls back to the other allowed nodes, as the kernel's own does, instead of failing. Node 7
+/// of this topology is its own real id, which this machine does not have, so every `mbind` there
+/// is refused; a plain bind to it on a domain that knew would have fallen back already.
+#[test]
+fn a_bind_refused_by_the_kernel_falls_back_instead_of_failing() {
+    let real0 = hotslab::numa::sysfs::read_node_mask(hotslab::numa::NodeState::HasMemory)
+        .unwrap()
+        .first()
+        .unwrap();
+    if real0.0 == 7 {
+        return;
+    }
+    let cpus: Vec<usize> = (0..1).collect();
+    let topo = Topology::from_parts(&[(real0, &cpus, 1 << 30), (n(7), &[], 1 << 30)], |a, b| {
+        if a == b {
+            10
+        } else {
+            20
+        }
+    })
+    .unwrap();
+    let d = SlabDomain::with_topology(topo, quiet()).unwrap();
+    d.set_task_placement(true);
+    on_thread(move || {
+        hotslab::set_thread_mempolicy(policy(PolicyMode::Bind, "7"), None);
+        let c = d.create_cache(CacheConfig::new("refused", 256)).unwrap();
+        // Several slabs' worth: every refill meets the refusal again.
+        let (objs, nodes) = alloc_many(&c, 200);
+        assert!(nodes.iter().all(|&v| v == real0), "{:?}", counts(&nodes));
+        free_all(&c, objs);
+        // alloc_node on the refused node: its fallback order serves it.
+        let o = c.alloc_node(n(7)).unwrap();
+        assert_eq!(c.node_of(o), Some(real0));
+        c.free(o).unwrap();
+    });
+}
