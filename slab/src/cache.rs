@@ -388,7 +388,12 @@ impl CacheInner {
         }
         // SAFETY: parts are never freed while their cache lives.
         let part = unsafe { &*p };
-        part.accepts_new_slabs().then_some(part)
+        if part.accepts_new_slabs() {
+            Some(part)
+        } else {
+            crate::placement::part_refused();
+            None
+        }
     }
 
     /// Whether new allocations go to debug slabs (slow paths only).

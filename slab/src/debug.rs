@@ -340,6 +340,7 @@ fn alloc_on(c: &CacheInner, want: Option<NodeId>, bits: u32) -> *mut u8 {
             };
             let mut lists = part.lock();
             if !part.accepts_new_slabs() {
+                crate::placement::part_refused();
                 continue;
             }
             let mut s = lists.debug.head();

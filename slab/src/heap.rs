@@ -1380,6 +1380,7 @@ unsafe fn acquire(
 ) -> usize {
     let mut lists = part.lock();
     if !part.accepts_new_slabs() {
+        crate::placement::part_refused();
         return 0;
     }
     if part.take_reap() {
@@ -1505,6 +1506,7 @@ fn alloc_direct(cache: &CacheInner, want: Option<NodeId>) -> *mut u8 {
             };
             let mut lists = part.lock();
             if !part.accepts_new_slabs() {
+                crate::placement::part_refused();
                 continue;
             }
             let mut s = lists.partial.head();

@@ -226,6 +226,12 @@ pub(crate) fn bind_refused() {
     }
 }
 
+/// A node of the calling thread's order takes no new slabs (its part drains: the node is going
+/// offline): [`order_after_refusal`] gives the default policy's order if nothing else served.
+pub(crate) fn part_refused() {
+    set_refused(true);
+}
+
 /// Whether the calling thread may place memory on `nid` of domain `d` (its real node is in the
 /// cpuset's `mems_allowed`, or that is unknown). Always true for a domain without task placement.
 pub(crate) fn node_allowed(d: &SlabDomain, nid: NodeId) -> bool {
@@ -344,7 +350,7 @@ pub(crate) fn alloc_order(
 /// For a caller that found no memory on any node of its [`alloc_order`]: if an `mbind` was
 /// refused on the way (`EINVAL`: a node the domain still counts as having memory has just lost
 /// it, or left the cpuset, and neither the domain nor the kernel's rebinding of the thread's
-/// policy has caught up), the order the default policy gives, which the caller tries next: the
+/// policy has caught up) or a node's part was draining (the node is going offline), the order the default policy gives, which the caller tries next: the
 /// kernel too allocates anywhere allowed once a bind set has no memory left. 0 if nothing was
 /// refused (a plain `ENOMEM` under a bind policy stays a failure) or `want` named a node (its
 /// order falls back already).

@@ -360,3 +360,63 @@ fn a_bind_refused_by_the_kernel_falls_back_instead_of_failing() {
         c.free(o).unwrap();
     });
 }
+
+/// Allocates from a cache on a fresh thread bound to node 2 while node 2 goes offline (called
+/// from a notifier that runs after slab's: the node's parts drain, the node still counts as
+/// having memory), and records where the objects came from.
+struct BindDuringOffline {
+    cache: KmemCache,
+    nodes: std::sync::Mutex<Option<Result<Vec<NodeId>, CacheError>>>,
+}
+
+impl hotslab::hotplug_api::MemoryCallback for BindDuringOffline {
+    fn name(&self) -> &'static str {
+        "bind-during-offline"
+    }
+    fn notify(
+        &self,
+        ev: &hotslab::hotplug_api::MemoryNotify,
+    ) -> Result<(), hotslab::hotplug_api::NotifyError> {
+        if ev.event == hotslab::hotplug_api::MemoryEvent::GoingOffline && ev.node == n(2) {
+            let c = self.cache.clone();
+            let got = std::thread::spawn(move || {
+                hotslab::set_thread_mempolicy(policy(PolicyMode::Bind, "2"), None);
+                let mut objs = Vec::new();
+                let mut nodes = Vec::new();
+                for _ in 0..100 {
+                    let o = c.alloc()?;
+                    nodes.push(c.node_of(o).unwrap());
+                    objs.push(o);
+                }
+                free_all(&c, objs);
+                Ok(nodes)
+            })
+            .join()
+            .unwrap();
+            *self.nodes.lock().unwrap() = Some(got);
+        }
+        Ok(())
+    }
+}
+
+/// A thread bound to a node that is going offline (its parts drain) allocates from the other
+/// nodes, as after the offline, instead of failing.
+#[test]
+fn a_bind_to_a_draining_node_falls_back_instead_of_failing() {
+    let d = placed(3);
+    let c = d.create_cache(CacheConfig::new("draining", 256)).unwrap();
+    let cb = Arc::new(BindDuringOffline {
+        cache: c.clone(),
+        nodes: std::sync::Mutex::new(None),
+    });
+    let h = d
+        .hotplug()
+        .register_notifier(hotslab::hotplug_api::CallbackRef::Shared(cb.clone()), 0)
+        .unwrap();
+    d.offline_node(n(2)).unwrap();
+    assert!(d.hotplug().unregister_notifier(h));
+    let nodes = cb.nodes.lock().unwrap().take().expect("the notifier ran");
+    let nodes = nodes.expect("a bound allocation during the offline succeeds");
+    assert!(nodes.iter().all(|v| v.0 != 2), "{:?}", counts(&nodes));
+    c.destroy().unwrap();
+}
