@@ -274,6 +274,24 @@ fn ratio(a: f64, b: f64) -> f64 {
     }
 }
 
+/// Median over rounds of `a`'s time / `b`'s time in the same round (NaN unless both ran every
+/// round without a failure).
+pub fn paired(a: &Cell, b: &Cell) -> f64 {
+    if !a.ok() || !b.ok() || a.secs.len() != b.secs.len() {
+        return f64::NAN;
+    }
+    let v: Vec<f64> = a
+        .secs
+        .iter()
+        .zip(&b.secs)
+        .map(|(x, y)| ratio(*x, *y))
+        .collect();
+    if v.iter().any(|x| !x.is_finite()) {
+        return f64::NAN;
+    }
+    median(&v)
+}
+
 fn fmt(v: f64, prec: usize) -> String {
     if v.is_finite() {
         format!("{v:.prec$}")
@@ -373,6 +391,36 @@ pub fn render(r: &Report<'_>) -> String {
         "\nBelow 1 means hotslab is faster (or smaller). A geomean skips workloads where either \
          side failed."
     );
+    // Paired ratios: within-round ratios cancel the host's drift between rounds.
+    let _ = writeln!(s, "\n## Paired: hotslab / peer within each round\n");
+    let _ = writeln!(
+        s,
+        "Each round runs every allocator back to back, so a ratio taken inside one round \
+         cancels what the host's speed does between rounds (on a shared VM it moves by 10-40 % \
+         over minutes, which a ratio of medians from different moments keeps). Median over the \
+         rounds of hotslab's time / the peer's time in the same round; `-` where a run failed.\n"
+    );
+    let _ = write!(s, "| workload |");
+    for &p in &peers {
+        let _ = write!(s, " paired / {} |", r.allocators[p]);
+    }
+    let _ = writeln!(s);
+    let _ = writeln!(s, "|---|{}", "---:|".repeat(peers.len()));
+    let mut pcols: Vec<Vec<f64>> = vec![Vec::new(); peers.len()];
+    for (w, wl) in r.workloads.iter().enumerate() {
+        let _ = write!(s, "| {} |", wl.name);
+        for (k, &p) in peers.iter().enumerate() {
+            let v = hs.map_or(f64::NAN, |h| paired(&r.cells[w][h], &r.cells[w][p]));
+            pcols[k].push(v);
+            let _ = write!(s, " {} |", fmt(v, 2));
+        }
+        let _ = writeln!(s);
+    }
+    let _ = write!(s, "| **geomean** |");
+    for col in &pcols {
+        let _ = write!(s, " **{}** |", fmt(geomean(col), 2));
+    }
+    let _ = writeln!(s);
     let _ = writeln!(s, "\n## hotslab served the traffic\n");
     let _ = writeln!(
         s,
@@ -468,6 +516,34 @@ mod tests {
     }
 
     #[test]
+    fn paired_ratios_cancel_drift_between_rounds() {
+        // The host runs at full speed in round 1, at half speed in round 2, and slows down in
+        // round 3 between the peer's run and hotslab's. hotslab is 0.9x the peer throughout.
+        let hs = Cell {
+            secs: vec![0.9, 1.8, 1.8],
+            ..Cell::default()
+        };
+        let peer = Cell {
+            secs: vec![1.0, 2.0, 1.0],
+            ..Cell::default()
+        };
+        // The ratio of medians says 1.8 / 1.0; the per-round ratios 0.9, 0.9, 1.8 say 0.9.
+        assert!((hs.time() / peer.time() - 1.8).abs() < 1e-12);
+        assert!((paired(&hs, &peer) - 0.9).abs() < 1e-12);
+        let short = Cell {
+            secs: vec![1.0],
+            ..Cell::default()
+        };
+        assert!(paired(&hs, &short).is_nan(), "rounds must pair up");
+        let failed = Cell {
+            secs: vec![1.0, 1.0, 1.0],
+            failures: vec!["exit 3".into()],
+            ..Cell::default()
+        };
+        assert!(paired(&hs, &failed).is_nan());
+    }
+
+    #[test]
     fn report_ratios_use_glibc_and_mimalloc_and_mark_failures() {
         let allocators: Vec<String> = ["glibc", "mimalloc", "hotslab"]
             .iter()
@@ -520,6 +596,9 @@ mod tests {
             text.contains("| **geomean** | **0.25** | **0.50** | **4.00** | **2.00** |"),
             "{text}"
         );
+        // Paired: the same factor every round, so the per-round ratios equal the medians'.
+        assert!(text.contains("| larson | 0.25 | 0.50 |\n"), "{text}");
+        assert!(text.contains("| mstress | - | - |\n"), "{text}");
         assert!(text.contains("Produced by `workload-suite --rounds 3`"));
         assert!(text.contains("| larson | 1 | 9 | 5 |"));
     }
