@@ -716,7 +716,7 @@ fn crit_source(src: &Sources, what: &str) -> String {
 }
 
 const SUITE_SOURCE: &str =
-    "whole C programs under LD_PRELOAD, median wall time of 3 interleaved rounds, RESULTS-workloads.md";
+    "whole C programs under LD_PRELOAD, median wall time over the interleaved rounds, RESULTS-workloads.md";
 
 /// The fast-path figure: single-thread alloc/free ratios, single-thread workloads, and
 /// instructions per pair.
@@ -856,7 +856,7 @@ pub fn memory_figure(src: &Sources) -> Option<String> {
     if !rows.is_empty() {
         panels.push(Panel::Bars(BarPanel {
             title: "Peak RSS of the standard workloads".into(),
-            source: "wait4's ru_maxrss, largest of 3 rounds, RESULTS-workloads.md".into(),
+            source: "wait4's ru_maxrss, largest over the rounds, RESULTS-workloads.md".into(),
             axis: Axis::Ratio {
                 k: 3,
                 of: "peak RSS".into(),
