@@ -292,6 +292,22 @@ pub fn paired(a: &Cell, b: &Cell) -> f64 {
     median(&v)
 }
 
+/// Writes one ratio cell per value and keeps each value in its column (for the geomean row).
+fn ratio_cells(s: &mut String, cols: &mut [Vec<f64>], vals: impl Iterator<Item = f64>) {
+    for (col, v) in cols.iter_mut().zip(vals) {
+        col.push(v);
+        let _ = write!(s, " {} |", fmt(v, 2));
+    }
+}
+
+/// Writes the start of a geomean row: the bold label and one cell per column.
+fn geomean_cells(s: &mut String, cols: &[Vec<f64>]) {
+    let _ = write!(s, "| **geomean** |");
+    for col in cols {
+        let _ = write!(s, " **{}** |", fmt(geomean(col), 2));
+    }
+}
+
 fn fmt(v: f64, prec: usize) -> String {
     if v.is_finite() {
         format!("{v:.prec$}")
@@ -363,11 +379,11 @@ pub fn render(r: &Report<'_>) -> String {
     let (mut rss_mi, mut rss_gl) = (Vec::new(), Vec::new());
     for (w, wl) in r.workloads.iter().enumerate() {
         let _ = write!(s, "| {} |", wl.name);
-        for (k, &p) in peers.iter().enumerate() {
-            let v = ratio(time(w, hs), time(w, Some(p)));
-            tcols[k].push(v);
-            let _ = write!(s, " {} |", fmt(v, 2));
-        }
+        ratio_cells(
+            &mut s,
+            &mut tcols,
+            peers.iter().map(|&p| ratio(time(w, hs), time(w, Some(p)))),
+        );
         let (a, b) = (
             ratio(rss(w, hs), rss(w, mi)),
             ratio(rss(w, hs), rss(w, glibc)),
@@ -376,10 +392,7 @@ pub fn render(r: &Report<'_>) -> String {
         rss_gl.push(b);
         let _ = writeln!(s, " {} | {} |", fmt(a, 2), fmt(b, 2));
     }
-    let _ = write!(s, "| **geomean** |");
-    for col in &tcols {
-        let _ = write!(s, " **{}** |", fmt(geomean(col), 2));
-    }
+    geomean_cells(&mut s, &tcols);
     let _ = writeln!(
         s,
         " **{}** | **{}** |",
@@ -409,17 +422,16 @@ pub fn render(r: &Report<'_>) -> String {
     let mut pcols: Vec<Vec<f64>> = vec![Vec::new(); peers.len()];
     for (w, wl) in r.workloads.iter().enumerate() {
         let _ = write!(s, "| {} |", wl.name);
-        for (k, &p) in peers.iter().enumerate() {
-            let v = hs.map_or(f64::NAN, |h| paired(&r.cells[w][h], &r.cells[w][p]));
-            pcols[k].push(v);
-            let _ = write!(s, " {} |", fmt(v, 2));
-        }
+        ratio_cells(
+            &mut s,
+            &mut pcols,
+            peers
+                .iter()
+                .map(|&p| hs.map_or(f64::NAN, |h| paired(&r.cells[w][h], &r.cells[w][p]))),
+        );
         let _ = writeln!(s);
     }
-    let _ = write!(s, "| **geomean** |");
-    for col in &pcols {
-        let _ = write!(s, " **{}** |", fmt(geomean(col), 2));
-    }
+    geomean_cells(&mut s, &pcols);
     let _ = writeln!(s);
     let _ = writeln!(s, "\n## hotslab served the traffic\n");
     let _ = writeln!(
