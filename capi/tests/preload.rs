@@ -138,6 +138,56 @@ fn knobs_mode_and_simulated_nodes() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// `HOTSLAB_THP=on` reaches the default domain: a slab block of a Python process under
+/// hotslab lies in a mapping advised for huge pages (`hg` in its `VmFlags`); without the knob
+/// it does not.
+#[test]
+fn thp_knob_advises_slab_memory_for_huge_pages() {
+    if !require(common::PYTHON) {
+        return;
+    }
+    if !Path::new("/sys/kernel/mm/transparent_hugepage/enabled").exists() {
+        eprintln!("skipped: kernel without transparent huge pages");
+        return;
+    }
+    // The script mallocs a 100 KB block (a slab class) and prints its mapping's flags.
+    let script = r#"
+import ctypes
+libc = ctypes.CDLL(None)
+libc.malloc.restype = ctypes.c_void_p
+p = libc.malloc(100000)
+flags = None
+inside = False
+for line in open("/proc/self/smaps"):
+    head = line.split(" ", 1)[0]
+    if "-" in head and ":" not in head:
+        a, b = (int(x, 16) for x in head.split("-"))
+        inside = a <= p < b
+    elif inside and line.startswith("VmFlags:"):
+        flags = line.split()[1:]
+print("hg" in flags)
+"#;
+    let so = hotslab_so();
+    let run = |thp: Option<&str>| {
+        let mut cmd = std::process::Command::new(common::PYTHON);
+        cmd.arg("-c").arg(script).env("LD_PRELOAD", &so);
+        if let Some(v) = thp {
+            cmd.env("HOTSLAB_THP", v);
+        }
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert_eq!(run(Some("on")), "True");
+    assert_eq!(run(None), "False");
+    // A threshold far above what the script allocates leaves its memory on small pages.
+    assert_eq!(run(Some("4096")), "False");
+}
+
 #[test]
 fn foreign_free_aborts_with_a_message() {
     if !require(common::PYTHON) {

@@ -143,6 +143,7 @@ pub struct PageSource {
     faults: AtomicU64,
     unbound: AtomicU64,
     decommits: AtomicU64,
+    huge_advised: AtomicUsize,
 }
 
 impl Default for PageSource {
@@ -162,6 +163,7 @@ impl PageSource {
             faults: AtomicU64::new(0),
             unbound: AtomicU64::new(0),
             decommits: AtomicU64::new(0),
+            huge_advised: AtomicUsize::new(0),
         }
     }
 
@@ -240,6 +242,28 @@ impl PageSource {
             self.decommits.fetch_add(1, Ordering::Relaxed);
         }
         ok
+    }
+
+    /// Asks the kernel to back `[ptr, ptr + len)` with transparent huge pages
+    /// (`madvise(MADV_HUGEPAGE)`): pages touched from now on come as 2 MiB pages where the kernel
+    /// can find them (the system's `transparent_hugepage/enabled` must be `madvise` or `always`).
+    /// Returns whether the kernel took the advice (a kernel without THP refuses it; nothing
+    /// changes then). Contents are untouched.
+    ///
+    /// # Safety
+    /// The range is page aligned and lies inside a span mapped by this source.
+    pub unsafe fn advise_huge(&self, ptr: NonNull<u8>, len: usize) -> bool {
+        // SAFETY: forwarded from the caller's contract.
+        let ok = unsafe { sys::advise_huge(ptr.as_ptr(), len) }.is_ok();
+        if ok {
+            self.huge_advised.fetch_add(len, Ordering::Relaxed);
+        }
+        ok
+    }
+
+    /// Bytes advised for huge pages so far ([`PageSource::advise_huge`]).
+    pub fn huge_advised_bytes(&self) -> usize {
+        self.huge_advised.load(Ordering::Relaxed)
     }
 
     /// Successful decommits so far.
@@ -596,6 +620,18 @@ mod sys {
             Err(Errno::last())
         }
     }
+
+    /// # Safety
+    /// The range is page aligned and mapped by the caller.
+    pub(super) unsafe fn advise_huge(ptr: *mut u8, len: usize) -> Result<(), Errno> {
+        // SAFETY: forwarded from the caller's contract; MADV_HUGEPAGE only sets a flag on the
+        // mapping (it may split the VMA), never changes contents.
+        if unsafe { libc::madvise(ptr.cast(), len, libc::MADV_HUGEPAGE) } == 0 {
+            Ok(())
+        } else {
+            Err(Errno::last())
+        }
+    }
 }
 
 /// Miri cannot run mbind, madvise or partial munmap: whole spans come from `System`, with the
@@ -648,6 +684,14 @@ mod sys {
     pub(super) unsafe fn decommit(ptr: *mut u8, len: usize) -> Result<(), Errno> {
         // SAFETY: forwarded from the caller's contract; zeroing is what MADV_DONTNEED looks like.
         unsafe { ptr.write_bytes(0, len) };
+        Ok(())
+    }
+
+    /// Miri has no page tables: the advice is taken and changes nothing.
+    ///
+    /// # Safety
+    /// None beyond the Linux version's (kept for the same signature).
+    pub(super) unsafe fn advise_huge(_ptr: *mut u8, _len: usize) -> Result<(), Errno> {
         Ok(())
     }
 }

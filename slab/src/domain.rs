@@ -74,6 +74,11 @@ pub struct DomainConfig {
     /// budget of a few empty slabs per part. The process-wide default domain uses 50 ms
     /// (`HOTSLAB_PURGE_MS`).
     pub purge_delay: Duration,
+    /// Transparent huge pages for big heaps: once a node's arena has handed out this many bytes
+    /// of slab spans, the 2 MiB regions new spans reach are advised `MADV_HUGEPAGE`
+    /// ([`NodeArena::set_huge_pages_after`](crate::mem::NodeArena::set_huge_pages_after)).
+    /// `None` (the default, also for the process-wide domain unless `HOTSLAB_THP` is set): never.
+    pub huge_pages_after: Option<usize>,
 }
 
 impl Default for DomainConfig {
@@ -84,6 +89,7 @@ impl Default for DomainConfig {
             drain_timeout: Duration::from_millis(100),
             kmalloc: true,
             purge_delay: Duration::ZERO,
+            huge_pages_after: None,
         }
     }
 }
@@ -402,6 +408,8 @@ impl SlabDomain {
             let real = topo.contains(nid).then(|| topo.real_node(nid));
             // SAFETY: arenas has room for nr arenas; each is initialised once in place.
             unsafe { NodeArena::init(arenas.add(i), nid, real) };
+            // SAFETY: initialised just above; nothing else refers to it yet.
+            unsafe { &*arenas.add(i) }.set_huge_pages_after(config.huge_pages_after);
         }
         let slab_nodes = hotplug.get().states.has_memory();
         Ok(SlabDomain {

@@ -14,6 +14,7 @@
 //! | `HOTSLAB_SECURE` | `0` or `1` (default 0; 1 with the `secure` feature) | the secure mode: every debug check plus shuffled slots, FIFO reuse behind a quarantine, guard pages ([`DebugFlags::SECURE`]) |
 //! | `HOTSLAB_BACKGROUND` | `0` or `1` (default 1) | `0`: no background purger thread (empties then keep a 32 MiB budget and are purged from slow paths only) |
 //! | `HOTSLAB_PURGE_MS` | `0`..=60000 (default 50) | how long empty slabs stay committed before they are given back in a batch (0: at once; [`DomainConfig::purge_delay`]) |
+//! | `HOTSLAB_THP` | `0`/`off` (default), `on`, or `1`..=1048576 (MiB) | transparent huge pages for big heaps: `on` advises every 2 MiB region of slab memory `MADV_HUGEPAGE` as it is first handed out, `N` only once a node's arena holds N MiB of slabs ([`DomainConfig::huge_pages_after`]; needs `transparent_hugepage/enabled` = `madvise` or `always`) |
 //! | `HOTSLAB_PUBLISH` | `1` (default), `0` | statistics for `hotslab-top` in `/dev/shm/hotslab.<pid>` ([`publish`](crate::publish)) |
 //! | `HOTSLAB_VERBOSE` | `0` (default), `1` | the configuration chosen (nodes, tiers, mode, every knob) on stderr at start |
 //! | `HOTSLAB_FOLLOW` | `0` or `1` (default 1) | `0`: the default domain does not follow memory hotplug (no `hotslab-follow` thread, see `follow.rs`) |
@@ -104,6 +105,8 @@ static DEBUG: AtomicU32 = AtomicU32::new(0);
 pub(crate) const DEFAULT_PURGE_MS: usize = 50;
 static PURGE_MS: AtomicUsize = AtomicUsize::new(DEFAULT_PURGE_MS);
 static PUBLISH: AtomicBool = AtomicBool::new(true);
+/// `HOTSLAB_THP`: bytes of slabs after which regions are advised for huge pages (MAX: never).
+static THP: AtomicUsize = AtomicUsize::new(usize::MAX);
 static VERBOSE: AtomicBool = AtomicBool::new(false);
 
 const PATH_MAX: usize = 256;
@@ -204,6 +207,18 @@ fn parse_debug(s: &[u8]) -> Option<DebugFlags> {
     Some(f)
 }
 
+/// `HOTSLAB_THP`: `Some(None)` off, `Some(Some(bytes))` the threshold, `None` unparsable.
+fn parse_thp(v: &[u8]) -> Option<Option<usize>> {
+    match v {
+        b"0" | b"off" | b"" => Some(None),
+        b"on" => Some(Some(0)),
+        _ => match decimal(v) {
+            Some(n) if (1..=1 << 20).contains(&n) => Some(Some(n << 20)),
+            _ => None,
+        },
+    }
+}
+
 /// Reads the variables (the builder calls this once, before it builds the default domain).
 pub(crate) fn read() {
     if let Some(v) = env(b"HOTSLAB_MODE\0") {
@@ -232,6 +247,14 @@ pub(crate) fn read() {
         match decimal(v) {
             Some(n) if n <= 60_000 => PURGE_MS.store(n, Ordering::Relaxed),
             _ => say(&[b"hotslab: HOTSLAB_PURGE_MS: expected 0..=60000; using 50\n"]),
+        }
+    }
+    if let Some(v) = env(b"HOTSLAB_THP\0") {
+        match parse_thp(v) {
+            Some(t) => THP.store(t.unwrap_or(usize::MAX), Ordering::Relaxed),
+            None => {
+                say(&[b"hotslab: HOTSLAB_THP: expected 0, off, on or 1..=1048576 (MiB); off\n"])
+            }
         }
     }
     if let Some(v) = env(b"HOTSLAB_BACKGROUND\0") {
@@ -320,6 +343,8 @@ pub(crate) fn read() {
 /// Applies the mode knob to the default domain's settings.
 pub(crate) fn apply(cfg: &mut DomainConfig) {
     cfg.purge_delay = std::time::Duration::from_millis(PURGE_MS.load(Ordering::Relaxed) as u64);
+    let thp = THP.load(Ordering::Relaxed);
+    cfg.huge_pages_after = (thp != usize::MAX).then_some(thp);
     cfg.mode = match MODE.load(Ordering::Relaxed) {
         1 => LockingMode::Legacy,
         2 => LockingMode::SlabNodes,
@@ -462,8 +487,8 @@ fn verbose(d: &SlabDomain) {
     let _ = writeln!(
         w,
         "hotslab: knobs HOTSLAB_MODE={} HOTSLAB_NODES={} HOTSLAB_STATS={stats} HOTSLAB_DEBUG={letters} \
-         HOTSLAB_SECURE={} HOTSLAB_PURGE_MS={} HOTSLAB_BACKGROUND={} HOTSLAB_PUBLISH={} \
-         HOTSLAB_FOLLOW={} HOTSLAB_VERBOSE=1",
+         HOTSLAB_SECURE={} HOTSLAB_PURGE_MS={} HOTSLAB_THP={} HOTSLAB_BACKGROUND={} \
+         HOTSLAB_PUBLISH={} HOTSLAB_FOLLOW={} HOTSLAB_VERBOSE=1",
         match MODE.load(Ordering::Relaxed) {
             1 => "legacy",
             2 => "slabnodes",
@@ -472,12 +497,26 @@ fn verbose(d: &SlabDomain) {
         NODES.load(Ordering::Relaxed),
         debug.contains(DebugFlags::SECURE) as u8,
         PURGE_MS.load(Ordering::Relaxed),
+        ThpKnob(THP.load(Ordering::Relaxed)),
         !crate::background::is_off() as u8,
         PUBLISH.load(Ordering::Relaxed) as u8,
         !crate::follow::is_off() as u8,
     );
     let bytes = w.as_bytes();
     say(&[bytes]);
+}
+
+/// `HOTSLAB_THP`'s value as the variable spells it.
+struct ThpKnob(usize);
+
+impl core::fmt::Display for ThpKnob {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self.0 {
+            usize::MAX => f.write_str("off"),
+            0 => f.write_str("on"),
+            b => write!(f, "{}", b >> 20),
+        }
+    }
 }
 
 extern "C" fn stats_at_exit() {
@@ -530,5 +569,14 @@ mod tests {
         );
         assert_eq!(parse_debug(b"H"), Some(DebugFlags::HARDENED_FREELIST));
         assert_eq!(parse_debug(b"FZ"), None);
+        assert_eq!(parse_thp(b"off"), Some(None));
+        assert_eq!(parse_thp(b"0"), Some(None));
+        assert_eq!(parse_thp(b"on"), Some(Some(0)));
+        assert_eq!(parse_thp(b"64"), Some(Some(64 << 20)));
+        assert_eq!(parse_thp(b"2000000"), None);
+        assert_eq!(parse_thp(b"yes"), None);
+        assert_eq!(ThpKnob(usize::MAX).to_string(), "off");
+        assert_eq!(ThpKnob(0).to_string(), "on");
+        assert_eq!(ThpKnob(64 << 20).to_string(), "64");
     }
 }

@@ -22,6 +22,11 @@ pub const CHUNK: usize = 64 << 20;
 /// Units per chunk (the largest span an arena can hand out).
 pub const CHUNK_UNITS: usize = CHUNK / UNIT;
 const WORDS: usize = CHUNK_UNITS / 64;
+/// The region a transparent huge page covers (2 MiB on x86-64): the unit of the arena's huge-page
+/// advice ([`NodeArena::set_huge_pages_after`]). A chunk holds 32 of them, one bit each.
+pub const HUGE_REGION: usize = 2 << 20;
+const REGION_UNITS: usize = HUGE_REGION / UNIT;
+const _: () = assert!(CHUNK / HUGE_REGION <= 32);
 
 /// Why an arena could not serve or take back a span.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,6 +66,9 @@ impl From<MapError> for ArenaError {
     }
 }
 
+/// A range to advise for huge pages once the arena's lock is dropped.
+type Advice = Option<(NonNull<u8>, usize)>;
+
 /// One 64 MiB chunk; lives in metadata memory.
 struct Chunk {
     span: Span,
@@ -69,6 +77,8 @@ struct Chunk {
     /// Bit set = unit free. Bits at or beyond `units` are always clear.
     free: [u64; WORDS],
     free_units: usize,
+    /// Bit r set = the 2 MiB region r was advised for huge pages.
+    huge: u32,
     next: *mut Chunk,
 }
 
@@ -119,6 +129,8 @@ pub struct NodeArena {
     state: CachePadded<Locked>,
     committed: AtomicUsize,
     reserved: AtomicUsize,
+    /// Committed bytes from which newly handed-out regions get huge-page advice (usize::MAX: never).
+    huge_after: AtomicUsize,
 }
 
 // SAFETY: the chunk list behind `state.inner` is only accessed with `state.lock` held; the chunks are
@@ -143,6 +155,7 @@ impl NodeArena {
             }),
             committed: AtomicUsize::new(0),
             reserved: AtomicUsize::new(0),
+            huge_after: AtomicUsize::new(usize::MAX),
         }
     }
 
@@ -166,6 +179,25 @@ impl NodeArena {
         self.real_node
     }
 
+    /// Transparent huge pages for big heaps: once this arena has handed out at least `bytes` (and
+    /// from then on), each 2 MiB region of a chunk that a new span reaches is advised
+    /// `MADV_HUGEPAGE`, once, before the span is handed out, so its pages fault in as 2 MiB pages
+    /// (one fault instead of 512, and one TLB entry) where the kernel has them. `None` (the
+    /// default) never advises; `Some(0)` advises from the first span. Below the threshold a
+    /// small program keeps 4 KiB pages, so its resident size does not grow to whole 2 MiB
+    /// regions it barely uses. Decommitting a slab inside an advised region splits that huge page
+    /// (the kernel's business; contents and accounting stay right).
+    pub fn set_huge_pages_after(&self, bytes: Option<usize>) {
+        self.huge_after
+            .store(bytes.unwrap_or(usize::MAX), Ordering::Relaxed);
+    }
+
+    /// The threshold set by [`NodeArena::set_huge_pages_after`].
+    pub fn huge_pages_after(&self) -> Option<usize> {
+        let t = self.huge_after.load(Ordering::Relaxed);
+        (t != usize::MAX).then_some(t)
+    }
+
     fn with_inner<R>(&self, f: impl FnOnce(&mut Inner) -> R) -> R {
         let _g = self.state.lock.guard();
         // SAFETY: the lock is held for the whole life of the reference, so it is unique.
@@ -181,7 +213,7 @@ impl NodeArena {
         if k == 0 || k > CHUNK_UNITS {
             return Err(ArenaError::BadSize);
         }
-        self.with_inner(|inner| {
+        let (span, advice) = self.with_inner(|inner| {
             let mut c = inner.head;
             while !c.is_null() {
                 // SAFETY: chunks on the list are live metadata blocks owned by the arena (lock held).
@@ -208,15 +240,45 @@ impl NodeArena {
                 // Only if the OS returned a span shorter than k units (never for a full chunk).
                 None => Err(ArenaError::NoMemory),
             }
-        })
+        })?;
+        if let Some((p, len)) = advice {
+            // Outside the lock: the regions are marked, so no other caller advises them again;
+            // the span is ours and lies in a live chunk, which cannot be unmapped meanwhile.
+            // SAFETY: [p, p + len) is 2 MiB aligned and inside the chunk's mapping (`take`).
+            unsafe { src.advise_huge(p, len) };
+        }
+        Ok(span)
     }
 
-    fn take(&self, chunk: &mut Chunk, start: usize, k: usize) -> NonNull<u8> {
+    /// Hands out units `start..start + k` of `chunk` (lock held). Also returns the range to advise
+    /// for huge pages, if the threshold is reached and the span reaches regions not yet advised
+    /// (they are marked here, under the lock; the caller advises after dropping it).
+    fn take(&self, chunk: &mut Chunk, start: usize, k: usize) -> (NonNull<u8>, Advice) {
         set_bits(&mut chunk.free, start, k, false);
         chunk.free_units -= k;
-        self.committed.fetch_add(k * UNIT, Ordering::Relaxed);
+        let committed = self.committed.fetch_add(k * UNIT, Ordering::Relaxed) + k * UNIT;
         // SAFETY: start + k <= chunk.units, so the offset stays inside the chunk's mapping.
-        unsafe { chunk.span.ptr.add(start * UNIT) }
+        let span = unsafe { chunk.span.ptr.add(start * UNIT) };
+        if committed < self.huge_after.load(Ordering::Relaxed) {
+            return (span, None);
+        }
+        let (r0, r1) = (start / REGION_UNITS, (start + k - 1) / REGION_UNITS);
+        let mask = (((1u64 << (r1 + 1)) - 1) & !((1u64 << r0) - 1)) as u32;
+        let new = mask & !chunk.huge;
+        if new == 0 {
+            return (span, None);
+        }
+        chunk.huge |= new;
+        // From the first region not yet advised to the last (any advised one between them, left
+        // by an odd pattern of frees, is advised again: harmless).
+        let (lo, hi) = (
+            new.trailing_zeros() as usize,
+            31 - new.leading_zeros() as usize,
+        );
+        let end = ((hi + 1) * REGION_UNITS).min(chunk.units);
+        // SAFETY: lo * REGION_UNITS <= start + k - 1 < chunk.units: inside the chunk's mapping.
+        let p = unsafe { chunk.span.ptr.add(lo * REGION_UNITS * UNIT) };
+        (span, Some((p, (end - lo * REGION_UNITS) * UNIT)))
     }
 
     fn new_chunk(&self, src: &PageSource) -> Result<*mut Chunk, ArenaError> {
@@ -237,6 +299,7 @@ impl NodeArena {
                 units,
                 free,
                 free_units: units,
+                huge: 0,
                 next: ptr::null_mut(),
             })
         };
@@ -492,6 +555,76 @@ mod tests {
         let mut b = [0; WORDS];
         set_bits(&mut b, 0, CHUNK_UNITS, true);
         b
+    }
+
+    /// The `VmFlags` line of the mapping holding `addr` in `/proc/self/smaps`.
+    #[cfg(not(miri))]
+    fn vm_flags(addr: usize) -> String {
+        let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
+        let mut inside = false;
+        for line in smaps.lines() {
+            let range = line.split(' ').next().unwrap_or("");
+            if let Some((a, b)) = range.split_once('-') {
+                if let (Ok(a), Ok(b)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16))
+                {
+                    inside = a <= addr && addr < b;
+                    continue;
+                }
+            }
+            if inside && line.starts_with("VmFlags:") {
+                return line.to_string();
+            }
+        }
+        panic!("no mapping holds {addr:#x}");
+    }
+
+    /// Huge-page advice comes once the threshold is reached, covers each 2 MiB region a new span
+    /// reaches exactly once, and never comes without a threshold.
+    #[cfg(not(miri))]
+    #[test]
+    fn huge_page_advice_follows_the_threshold() {
+        if !std::path::Path::new("/sys/kernel/mm/transparent_hugepage/enabled").exists() {
+            eprintln!("kernel without transparent huge pages: nothing to check");
+            return;
+        }
+        let hg = |p: NonNull<u8>| vm_flags(p.as_ptr() as usize).contains(" hg");
+
+        // No threshold: never advised.
+        let src = PageSource::new();
+        let off = NodeArena::new(NodeId::new(0), None);
+        let a = off.alloc_units(&src, 40).unwrap();
+        assert!(!hg(a));
+        assert_eq!(src.huge_advised_bytes(), 0);
+        // SAFETY: handed out just above, unused.
+        unsafe { off.free_units(&src, a, 40).unwrap() };
+        off.release_all(&src).unwrap();
+
+        // Two units: the first span stays on small pages, the second one reaches the threshold
+        // and its region (the first's too: both are in region 0) is advised.
+        let src = PageSource::new();
+        let arena = NodeArena::new(NodeId::new(0), None);
+        arena.set_huge_pages_after(Some(2 * UNIT));
+        assert_eq!(arena.huge_pages_after(), Some(2 * UNIT));
+        let first = arena.alloc_units(&src, 1).unwrap();
+        assert!(!hg(first));
+        assert_eq!(src.huge_advised_bytes(), 0);
+        let second = arena.alloc_units(&src, 1).unwrap();
+        assert!(hg(first) && hg(second));
+        assert_eq!(src.huge_advised_bytes(), HUGE_REGION);
+        // A span over regions 0 and 1 advises region 1 only once; one inside them, nothing.
+        let wide = arena.alloc_units(&src, REGION_UNITS).unwrap();
+        assert_eq!(src.huge_advised_bytes(), 2 * HUGE_REGION);
+        let inside = arena.alloc_units(&src, 1).unwrap();
+        assert_eq!(src.huge_advised_bytes(), 2 * HUGE_REGION);
+        assert!(hg(wide) && hg(inside));
+        // SAFETY: each span was handed out above and is unused.
+        unsafe {
+            arena.free_units(&src, first, 1).unwrap();
+            arena.free_units(&src, second, 1).unwrap();
+            arena.free_units(&src, wide, REGION_UNITS).unwrap();
+            arena.free_units(&src, inside, 1).unwrap();
+        }
+        arena.release_all(&src).unwrap();
     }
 
     #[test]

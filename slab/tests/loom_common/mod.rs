@@ -48,6 +48,7 @@ impl World {
             drain_timeout: Duration::ZERO,
             kmalloc: false,
             purge_delay: Duration::ZERO,
+            huge_pages_after: None,
         };
         let domain = SlabDomain::new(topology(), hp, cfg).expect("slab domain");
         World { domain }
