@@ -377,6 +377,7 @@ fn publish_off_and_verbose() {
         "HOTSLAB_STATS=0",
         "HOTSLAB_DEBUG=0",
         "HOTSLAB_PURGE_MS=50",
+        "HOTSLAB_THP=off",
         "HOTSLAB_SECURE=0",
         "HOTSLAB_BACKGROUND=1",
         "HOTSLAB_PUBLISH=0",
@@ -403,7 +404,8 @@ fn publish_off_and_verbose() {
     assert!(
         err.contains(
             "HOTSLAB_MODE=slabnodes HOTSLAB_NODES=3 HOTSLAB_STATS=0 HOTSLAB_DEBUG=ZP---- \
-             HOTSLAB_SECURE=0 HOTSLAB_PURGE_MS=7 HOTSLAB_BACKGROUND=1 HOTSLAB_PUBLISH=1"
+             HOTSLAB_SECURE=0 HOTSLAB_PURGE_MS=7 HOTSLAB_THP=off HOTSLAB_BACKGROUND=1 \
+             HOTSLAB_PUBLISH=1"
         ),
         "{err}"
     );
