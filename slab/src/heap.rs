@@ -97,6 +97,14 @@ pub(crate) struct Heap {
     /// The same slabs indexed by a C `malloc` size's word (`kmalloc::c_word`): the C fast path
     /// skips the size-to-class table. Written only together with `direct` (`set_direct`).
     pub cdirect: [Cell<*mut Slab>; crate::kmalloc::C_WORDS],
+    /// Default-domain kmalloc class → this heap's thread cache in that class's cache (null until
+    /// the class's first slow path), so the kmalloc slow path skips the cache's two-level table
+    /// (`CacheInner::tc`: three dependent loads, each a likely cache miss after the program
+    /// streamed through its data). Owner-only. Stays valid: a thread cache lives as long as its
+    /// cache (kmalloc caches: the whole process) and belongs to the heap's `id`, which a
+    /// recycled heap keeps.
+    #[cfg_attr(loom, allow(dead_code))]
+    ktc: [Cell<*mut ThreadCache>; NDIRECT],
     /// Index into every cache's thread-cache table.
     pub id: usize,
     /// Serialises the owner's slow path against revokers.
@@ -140,6 +148,7 @@ impl Heap {
             exited,
             direct: core::array::from_fn(|_| Cell::new(empty_slab())),
             cdirect: core::array::from_fn(|_| Cell::new(empty_slab())),
+            ktc: core::array::from_fn(|_| Cell::new(ptr::null_mut())),
             id,
             lock: Mutex::new(()),
             depth: Cell::new(0),
@@ -275,7 +284,7 @@ pub(crate) struct ThreadCache {
     pub full: SlabQueue,
     /// Cross-thread frees that found a parked slab of this thread cache (other threads add, the
     /// owner takes). A hint: the owner walks its full queue when it is not zero.
-    notices: crossbeam_utils::CachePadded<AtomicUsize>,
+    notices: crate::sync::LinePadded<AtomicUsize>,
 }
 
 // SAFETY: the Cells are owner-private or touched by a revoker under the heap's lock (module docs).
@@ -291,7 +300,7 @@ impl ThreadCache {
             direct: direct.map_or(NO_DIRECT, |d| d as u8),
             avail: SlabQueue::new(),
             full: SlabQueue::new(),
-            notices: crossbeam_utils::CachePadded::new(AtomicUsize::new(0)),
+            notices: crate::sync::LinePadded::new(AtomicUsize::new(0)),
         }
     }
 
@@ -1181,7 +1190,23 @@ pub(crate) fn kmalloc_slow(cls: usize) -> *mut u8 {
             return ptr::null_mut();
         }
         // SAFETY: the default domain's caches live for the whole process.
-        alloc_slow(unsafe { &*c }, None)
+        let cache = unsafe { &*c };
+        if cache.debug_on() {
+            return alloc_slow(cache, None);
+        }
+        let Some(heap) = heap_or_create() else {
+            return alloc_direct(cache, None);
+        };
+        let mut tc = heap.ktc[cls].get();
+        if tc.is_null() {
+            tc = cache.tc_or_create(heap);
+            if tc.is_null() {
+                return alloc_direct(cache, None);
+            }
+            heap.ktc[cls].set(tc);
+        }
+        // SAFETY: the heap's own thread cache of this cache (see `Heap::ktc`).
+        alloc_slow_in(cache, None, heap, unsafe { &*tc })
     }
     #[cfg(loom)]
     {
@@ -1206,7 +1231,17 @@ fn alloc_slow(cache: &CacheInner, want: Option<NodeId>) -> *mut u8 {
         return alloc_direct(cache, want);
     }
     // SAFETY: thread caches live as long as their cache metadata.
-    let tc = unsafe { &*tc };
+    alloc_slow_in(cache, want, heap, unsafe { &*tc })
+}
+
+/// [`alloc_slow`] once the caller's heap and its thread cache of `cache` are known.
+#[inline]
+fn alloc_slow_in(
+    cache: &CacheInner,
+    want: Option<NodeId>,
+    heap: &Heap,
+    tc: &ThreadCache,
+) -> *mut u8 {
     // 1. Without a lock: the owned slabs (constructor caches refill under the lock, below, so
     //    that a constructor never runs inside a busy section).
     if want.is_none() && cache.ctor.is_none() {
@@ -1581,3 +1616,12 @@ pub(crate) unsafe fn notice_parked(tc: usize) {
     let tc = unsafe { &*(tc as *const ThreadCache) };
     tc.notices.fetch_add(1, Ordering::Release);
 }
+
+// A thread cache's refill reads its first line and its notice line: at 192 bytes (an odd-line
+// metadata class, see `mem::meta`) thread caches allocated back to back use every L1 set.
+#[cfg(not(loom))]
+const _: () = assert!(
+    core::mem::align_of::<ThreadCache>() == 64
+        && core::mem::size_of::<ThreadCache>() > 128
+        && core::mem::size_of::<ThreadCache>() <= 448
+);

@@ -8,7 +8,6 @@
 use core::cell::Cell;
 use core::ptr;
 
-use crossbeam_utils::CachePadded;
 use hotslab_numa::NodeId;
 
 use crate::cache::CacheInner;
@@ -96,9 +95,17 @@ impl OwnerCount16 {
 }
 
 // Every field a malloc or free fast path touches sits in the descriptor's first cache line (the
-// descriptor itself is 128-byte aligned, by its `CachePadded` remote word).
+// descriptor itself is 64-byte aligned, by its `LinePadded` remote word). Descriptors come from
+// `mem::meta`'s odd-line classes (129..=448 bytes, aligned to at most 64), so those allocated back
+// to back put their first lines in every L1 set (see `sync::LinePadded`).
 #[cfg(not(loom))]
 const _: () = assert!(core::mem::offset_of!(Slab, freeptr_off) + 4 <= 64);
+#[cfg(not(loom))]
+const _: () = assert!(
+    core::mem::align_of::<Slab>() == 64
+        && core::mem::size_of::<Slab>() > 128
+        && core::mem::size_of::<Slab>() <= 448
+);
 
 /// A 64-bit owner-written counter (see [`OwnerCount16`]); `bump` is a load and a store, no RMW.
 pub(crate) struct OwnerCount64(core::sync::atomic::AtomicU64);
@@ -191,7 +198,7 @@ pub(crate) struct Slab {
     // ---- shared, written by other threads: its own cache line ---------------------------------
     /// Cross-thread frees: a packed (head pointer, count) word; push-only plus take-all, so ABA
     /// cannot arise.
-    pub xthread: CachePadded<AtomicUsize>,
+    pub xthread: crate::sync::LinePadded<AtomicUsize>,
 }
 
 // SAFETY: the Cell fields are only touched by the slab's current owner (see the field docs);
@@ -254,7 +261,7 @@ impl Slab {
             list: Cell::new(ListKind::Empty),
             idle_since: Cell::new(0),
             dbg: SlotDebug::default(),
-            xthread: CachePadded::new(AtomicUsize::new(0)),
+            xthread: crate::sync::LinePadded::new(AtomicUsize::new(0)),
         }
     }
 
@@ -290,7 +297,7 @@ impl Slab {
                 obj_off: 0,
                 obj_size: 0,
             },
-            xthread: CachePadded::new(AtomicUsize::new(0)),
+            xthread: crate::sync::LinePadded::new(AtomicUsize::new(0)),
         }
     }
 

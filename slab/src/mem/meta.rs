@@ -3,10 +3,14 @@
 //! the OS. It owns those chunks and its free lists; it must never call the global allocator or any other part
 //! of hotslab (it sits at the bottom of the lock order: nothing is called while its lock is held).
 //!
-//! Requests are served by power-of-two size classes from 16 B to 64 KiB with alignment up to 4 KiB. Each
-//! class carves 64 KiB runs taken from the current chunk and keeps an intrusive free list of returned
-//! blocks; metadata chunks are never unmapped. Bigger or more strictly aligned requests get their own
-//! mapping, returned to the OS on free.
+//! Requests are served by size classes from 16 B to 64 KiB with alignment up to 4 KiB: powers of two, plus
+//! three classes of an odd number of cache lines (192, 320 and 448 B, for alignments up to 64) that take the
+//! descriptors between 128 and 448 B. Those are the hot ones (slab descriptors, thread caches), allocated
+//! back to back: at a power-of-two stride their first lines would share an eighth of the L1 sets (a
+//! 512-byte stride), at an odd number of lines they spread over all of them. Each class carves 64 KiB runs
+//! taken from the current chunk and keeps an intrusive free list of returned blocks; metadata chunks are
+//! never unmapped. Bigger or more strictly aligned requests get their own mapping, returned to the OS on
+//! free.
 
 use super::{os_map, os_unmap, page_size, round_up, RawLock, MIN_PAGE};
 use std::alloc::Layout;
@@ -25,8 +29,15 @@ pub const META_MAX_CLASS_ALIGN: usize = MIN_PAGE;
 
 const MIN_SHIFT: u32 = 4;
 const MAX_SHIFT: u32 = 16;
-const NCLASS: usize = (MAX_SHIFT - MIN_SHIFT + 1) as usize;
-/// Each class takes memory from the chunk in runs of this size (a multiple of every class size).
+/// Power-of-two classes (16 B ..= 64 KiB), then the odd-line classes.
+const NPOW2: usize = (MAX_SHIFT - MIN_SHIFT + 1) as usize;
+/// Sizes of the odd-line classes: 3, 5 and 7 cache lines.
+const ODD_LINES: [usize; 3] = [192, 320, 448];
+/// Largest alignment an odd-line class guarantees (its blocks sit at multiples of 64 B in a run).
+const ODD_ALIGN: usize = 64;
+const NCLASS: usize = NPOW2 + ODD_LINES.len();
+/// Each class takes memory from the chunk in runs of this size (a multiple of every power-of-two class;
+/// an odd-line class leaves the run's last partial block unused).
 const RUN: usize = 1 << 16;
 
 struct FreeBlock {
@@ -88,13 +99,21 @@ fn class_of(layout: Layout) -> Option<usize> {
     if need > META_MAX_CLASS {
         return None;
     }
+    if need > 128 && need <= ODD_LINES[ODD_LINES.len() - 1] && layout.align() <= ODD_ALIGN {
+        let k = ODD_LINES.iter().position(|&c| need <= c).unwrap_or(0);
+        return Some(NPOW2 + k);
+    }
     let shift = usize::BITS - (need - 1).leading_zeros();
     Some((shift - MIN_SHIFT) as usize)
 }
 
 #[inline]
 const fn class_size(idx: usize) -> usize {
-    1 << (idx as u32 + MIN_SHIFT)
+    if idx < NPOW2 {
+        1 << (idx as u32 + MIN_SHIFT)
+    } else {
+        ODD_LINES[idx - NPOW2]
+    }
 }
 
 /// Allocates zeroed memory for `layout` from metadata memory. Returns null if the OS refuses memory. A
@@ -278,12 +297,52 @@ mod tests {
         assert_eq!(class_of(l(17, 8)), Some(1));
         assert_eq!(class_of(l(8, 64)), Some(2));
         assert_eq!(class_of(l(4096, 4096)), Some(8));
-        assert_eq!(class_of(l(65536, 8)), Some(NCLASS - 1));
+        assert_eq!(class_of(l(65536, 8)), Some(NPOW2 - 1));
         assert_eq!(class_of(l(65537, 8)), None);
         assert_eq!(class_of(l(64, 8192)), None);
+        // 129..=448 B up to 64-aligned: the odd-line classes; more strictly aligned: powers of two.
+        assert_eq!(class_size(class_of(l(129, 8)).unwrap()), 192);
+        assert_eq!(class_size(class_of(l(256, 64)).unwrap()), 320);
+        assert_eq!(class_size(class_of(l(384, 64)).unwrap()), 448);
+        assert_eq!(class_size(class_of(l(449, 64)).unwrap()), 512);
+        assert_eq!(class_size(class_of(l(256, 128)).unwrap()), 256);
         for idx in 0..NCLASS {
-            assert_eq!(class_of(l(class_size(idx), 8)), Some(idx));
-            assert_eq!(RUN % class_size(idx), 0);
+            let size = class_size(idx);
+            let align = if idx < NPOW2 {
+                size.min(4096)
+            } else {
+                ODD_ALIGN
+            };
+            assert_eq!(class_of(l(size, align)), Some(idx));
+            if idx < NPOW2 {
+                assert_eq!(RUN % size, 0);
+            } else {
+                assert_eq!((size / 64) % 2, 1, "odd number of lines");
+            }
+        }
+    }
+
+    /// Blocks of an odd-line class, allocated back to back, start in every one of the 64 line
+    /// slots of a 4 KiB page (the L1 set index of a 48 KiB, 12-way cache), where a 512-byte
+    /// class would use 8 of them.
+    #[test]
+    fn odd_line_blocks_spread_over_every_cache_set() {
+        // The 448 B class, which no descriptor uses, so that parallel tests take no block of it.
+        let layout = Layout::from_size_align(400, 64).unwrap();
+        let n = 2 * 64;
+        let mut ptrs = [ptr::null_mut::<u8>(); 128];
+        let mut sets = [false; 64];
+        for slot in ptrs.iter_mut().take(n) {
+            let p = meta_alloc(layout);
+            assert!(!p.is_null());
+            assert_eq!(p as usize % 64, 0);
+            sets[(p as usize >> 6) & 63] = true;
+            *slot = p;
+        }
+        assert!(sets.iter().all(|&s| s), "{sets:?}");
+        for &p in ptrs.iter().take(n) {
+            // SAFETY: allocated above with this layout.
+            unsafe { meta_free(p, layout) };
         }
     }
 
