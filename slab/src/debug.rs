@@ -453,7 +453,7 @@ fn new_debug_slab(
             fp_set(sr, slot, sr.free.get());
             sr.free.set(slot);
         }
-        sr.bump.set(sr.capacity);
+        sr.set_bump(sr.capacity);
         sr.list.set(ListKind::Debug);
         lists.debug.push_front(s);
     }

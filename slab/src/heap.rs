@@ -1205,8 +1205,9 @@ pub(crate) fn kmalloc_slow(cls: usize) -> *mut u8 {
             }
             heap.ktc[cls].set(tc);
         }
-        // SAFETY: the heap's own thread cache of this cache (see `Heap::ktc`).
-        alloc_slow_in(cache, None, heap, unsafe { &*tc })
+        // SAFETY: the heap's own thread cache of this cache (see `Heap::ktc`). kmalloc caches
+        // have no constructor (one cache line fewer to read).
+        alloc_slow_in(cache, None, heap, unsafe { &*tc }, true)
     }
     #[cfg(loom)]
     {
@@ -1231,20 +1232,22 @@ fn alloc_slow(cache: &CacheInner, want: Option<NodeId>) -> *mut u8 {
         return alloc_direct(cache, want);
     }
     // SAFETY: thread caches live as long as their cache metadata.
-    alloc_slow_in(cache, want, heap, unsafe { &*tc })
+    alloc_slow_in(cache, want, heap, unsafe { &*tc }, cache.ctor.is_none())
 }
 
-/// [`alloc_slow`] once the caller's heap and its thread cache of `cache` are known.
+/// [`alloc_slow`] once the caller's heap and its thread cache of `cache` are known; `no_ctor`:
+/// the cache has no constructor.
 #[inline]
 fn alloc_slow_in(
     cache: &CacheInner,
     want: Option<NodeId>,
     heap: &Heap,
     tc: &ThreadCache,
+    no_ctor: bool,
 ) -> *mut u8 {
     // 1. Without a lock: the owned slabs (constructor caches refill under the lock, below, so
     //    that a constructor never runs inside a busy section).
-    if want.is_none() && cache.ctor.is_none() {
+    if want.is_none() && no_ctor {
         heap.busy.store(true, Ordering::Relaxed);
         light_barrier();
         if !heap.revoked.load(Ordering::Relaxed) {
@@ -1393,7 +1396,7 @@ unsafe fn refill_from(cache: &CacheInner, s: &Slab) -> *mut u8 {
         if !obj.is_null() {
             return obj;
         }
-        if !s.refill() && s.bump.get() < s.capacity {
+        if !s.refill() && s.has_uncarved() {
             let batch = carve_batch(s.stride);
             s.carve(batch, cache.ctor);
         }

@@ -173,6 +173,9 @@ pub(crate) struct Slab {
     pub bump: OwnerCount16,
     /// The owner's queue (owner-private).
     pub queue: Cell<HeapQueue>,
+    /// `bump < capacity` (owner-private; kept by [`Slab::set_bump`]): the refill asks it on the
+    /// first line instead of reading `capacity` on the second.
+    uncarved: Cell<bool>,
     /// Offset of the free pointer inside a free object (immutable).
     pub freeptr_off: u32,
     // ---- immutable, off the fast paths (second cache line) ---------------------------------
@@ -244,6 +247,7 @@ impl Slab {
             frees: OwnerCount64::new(0),
             bump: OwnerCount16::new(0),
             queue: Cell::new(HeapQueue::None),
+            uncarved: Cell::new(capacity > 0),
             stride,
             freeptr_off,
             capacity,
@@ -276,6 +280,7 @@ impl Slab {
             frees: OwnerCount64::new(0),
             bump: OwnerCount16::new(0),
             queue: Cell::new(HeapQueue::None),
+            uncarved: Cell::new(false),
             stride: 8,
             freeptr_off: 0,
             capacity: 0,
@@ -344,9 +349,22 @@ impl Slab {
     /// Whether the owner can allocate from this slab without collecting remote frees.
     #[inline]
     pub fn has_private_free(&self) -> bool {
-        !self.free.get().is_null()
-            || !self.local_free.get().is_null()
-            || self.bump.get() < self.capacity
+        !self.free.get().is_null() || !self.local_free.get().is_null() || self.has_uncarved()
+    }
+
+    /// Whether objects remain that were never carved (`bump < capacity`), read from the
+    /// descriptor's first line.
+    #[inline(always)]
+    pub fn has_uncarved(&self) -> bool {
+        debug_assert_eq!(self.uncarved.get(), self.bump.get() < self.capacity);
+        self.uncarved.get()
+    }
+
+    /// Owner only: moves the carve mark to `v` (at most `capacity`).
+    #[inline]
+    pub fn set_bump(&self, v: u32) {
+        self.bump.set(v);
+        self.uncarved.set(v < self.capacity);
     }
 
     /// Whether `p` is the address of an object slot of this slab (not interior, inside the span).
@@ -397,7 +415,7 @@ impl Slab {
     pub unsafe fn carve(&self, n: u32, ctor: Option<fn(*mut u8)>) -> u32 {
         let start = self.bump.get();
         let end = core::cmp::min(self.capacity, start.saturating_add(n));
-        self.bump.set(end);
+        self.set_bump(end);
         // Push in reverse so the freelist hands objects out in address order.
         let mut i = end;
         while i > start {
@@ -846,7 +864,7 @@ mod tests {
                     );
                     // The folded check of the free fast path, at a few carve marks.
                     for bump in [0, 1, g.capacity / 2, g.capacity] {
-                        s.bump.set(bump);
+                        s.set_bump(bump);
                         let carved = o % stride == 0 && o / stride < bump as usize;
                         assert_eq!(
                             s.is_carved_object(o as *mut u8),
