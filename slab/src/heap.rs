@@ -1191,9 +1191,9 @@ pub(crate) fn kmalloc_slow(cls: usize) -> *mut u8 {
         }
         // SAFETY: the default domain's caches live for the whole process.
         let cache = unsafe { &*c };
-        if cache.debug_on() {
-            return alloc_slow(cache, None);
-        }
+        // Debug mode is asked in `alloc_slow_in`, once the owned slabs gave nothing (a cache
+        // in debug mode leaves none: turning it on revokes them all), so that the refill
+        // from owned slabs does not read the cache's descriptor.
         let Some(heap) = heap_or_create() else {
             return alloc_direct(cache, None);
         };
@@ -1259,6 +1259,13 @@ fn alloc_slow_in(
             }
         } else {
             heap.busy.store(false, Ordering::Release);
+        }
+    }
+    // Debug mode (turning it on revoked every owned slab of this cache, so step 1 found
+    // nothing): debug slabs are never owned by a heap.
+    if cache.debug_on() {
+        if let Some(p) = crate::debug::alloc(cache, want) {
+            return p;
         }
     }
     // 2. Under the heap's lock: revocations are over; fetch slabs from node parts.
