@@ -1261,15 +1261,20 @@ fn alloc_slow_in(
             heap.busy.store(false, Ordering::Release);
         }
     }
-    // Debug mode (turning it on revoked every owned slab of this cache, so step 1 found
-    // nothing): debug slabs are never owned by a heap.
+    // 2. Under the heap's lock: revocations are over; fetch slabs from node parts.
+    let mut g = heap.lock_owner();
+    // Debug mode, asked under the lock: turning it on stores the flag and then revokes every
+    // heap under its lock, so a heap that takes its lock after that revocation sees the flag
+    // and never fetches a plain slab for a cache already in debug mode. (Step 1 found nothing
+    // then: the revocation took the owned slabs.) Debug slabs are never owned by a heap.
     if cache.debug_on() {
+        drop(g);
         if let Some(p) = crate::debug::alloc(cache, want) {
             return p;
         }
+        g = heap.lock_owner();
     }
-    // 2. Under the heap's lock: revocations are over; fetch slabs from node parts.
-    let _g = heap.lock_owner();
+    let _g = g;
     if heap.revoked.load(Ordering::Acquire) {
         // Every revoker held the lock for its whole run: they are done.
         heap.revoked.store(false, Ordering::Relaxed);
