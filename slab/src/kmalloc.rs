@@ -254,7 +254,8 @@ pub(crate) enum Owner<'a> {
 #[inline(always)]
 pub(crate) fn owner_of<'a>(p: *mut u8) -> Owner<'a> {
     let v = pagemap::get(p as usize);
-    if v & mem::TAG_MASK == mem::TAG_SLAB {
+    // One bit test (see `mem::TAG_SLAB`): 0, large-object values and slab values differ in it.
+    if v & mem::TAG_SLAB != 0 {
         // SAFETY: slab-tagged page-map values are slab descriptors (never null: the tag is
         // added to an address), valid while registered (the object we were handed keeps its
         // slab registered).

@@ -706,7 +706,8 @@ pub(crate) fn pagemap_value(s: *const Slab) -> usize {
 /// The slab descriptor a page-map value names, or null if it names none.
 #[inline(always)]
 pub(crate) fn from_pagemap(v: usize) -> *const Slab {
-    if v & crate::mem::TAG_MASK == crate::mem::TAG_SLAB {
+    // One bit test: the slab tag is a bit no other value the page map holds has (`mem::TAG_SLAB`).
+    if v & crate::mem::TAG_SLAB != 0 {
         // The tag bits are set, so subtracting them leaves the descriptor's address.
         v.wrapping_sub(crate::mem::TAG_SLAB) as *const Slab
     } else {

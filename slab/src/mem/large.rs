@@ -21,9 +21,12 @@ use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 pub const TAG_LARGE: usize = 1;
 /// Bits of a page-map value reserved for the tag (descriptors are at least 8-byte aligned).
 pub const TAG_MASK: usize = 0b111;
-/// Tag of a page-map value naming a slab descriptor (`slab.rs`): one mask-and-compare tells a
-/// slab unit from an empty one (0), a large object's ([`TAG_LARGE`]) and anything else.
+/// Tag of a page-map value naming a slab descriptor (`slab.rs`): one bit test tells a slab unit
+/// from an empty one (0) and a large object's ([`TAG_LARGE`]).
 pub const TAG_SLAB: usize = 0b100;
+// The page map holds 0, `desc | TAG_LARGE` and `desc | TAG_SLAB` only, with 8-byte aligned
+// descriptors, so the slab tag's bit alone tells a slab unit (the free path tests just that bit).
+const _: () = assert!(TAG_SLAB & TAG_MASK == TAG_SLAB && TAG_SLAB & TAG_LARGE == 0);
 /// Capacity of the span cache (all nodes together).
 pub const CACHE_SLOTS: usize = 64;
 /// At most this many cached mappings per node.
