@@ -1194,20 +1194,11 @@ pub(crate) fn kmalloc_slow(cls: usize) -> *mut u8 {
         // Debug mode is asked in `alloc_slow_in`, once the owned slabs gave nothing (a cache
         // in debug mode leaves none: turning it on revokes them all), so that the refill
         // from owned slabs does not read the cache's descriptor.
-        let Some(heap) = heap_or_create() else {
-            return alloc_direct(cache, None);
-        };
-        let mut tc = heap.ktc[cls].get();
-        if tc.is_null() {
-            tc = cache.tc_or_create(heap);
-            if tc.is_null() {
-                return alloc_direct(cache, None);
-            }
-            heap.ktc[cls].set(tc);
+        match heap_and_tc(cache, Some(cls)) {
+            // kmalloc caches have no constructor (one cache line fewer to read).
+            Some((heap, tc)) => alloc_slow_in(cache, None, heap, tc, true),
+            None => alloc_direct(cache, None),
         }
-        // SAFETY: the heap's own thread cache of this cache (see `Heap::ktc`). kmalloc caches
-        // have no constructor (one cache line fewer to read).
-        alloc_slow_in(cache, None, heap, unsafe { &*tc }, true)
     }
     #[cfg(loom)]
     {
@@ -1224,15 +1215,35 @@ fn alloc_slow(cache: &CacheInner, want: Option<NodeId>) -> *mut u8 {
             return p;
         }
     }
-    let Some(heap) = heap_or_create() else {
-        return alloc_direct(cache, want);
-    };
-    let tc = cache.tc_or_create(heap);
-    if tc.is_null() {
-        return alloc_direct(cache, want);
+    match heap_and_tc(cache, None) {
+        Some((heap, tc)) => alloc_slow_in(cache, want, heap, tc, cache.ctor.is_none()),
+        None => alloc_direct(cache, want),
     }
-    // SAFETY: thread caches live as long as their cache metadata.
-    alloc_slow_in(cache, want, heap, unsafe { &*tc }, cache.ctor.is_none())
+}
+
+/// The calling thread's heap and its thread cache of `cache`, made on first use; `None` without
+/// a heap (thread exit) or memory, when the caller allocates directly. `kmalloc_class`: `cache`
+/// is that default-domain kmalloc class, whose thread cache the heap keeps at hand (`Heap::ktc`).
+#[inline]
+fn heap_and_tc(
+    cache: &CacheInner,
+    kmalloc_class: Option<usize>,
+) -> Option<(&'static Heap, &ThreadCache)> {
+    let heap = heap_or_create()?;
+    let slot = kmalloc_class.map(|cls| &heap.ktc[cls]);
+    let mut tc = slot.map_or(ptr::null_mut(), Cell::get);
+    if tc.is_null() {
+        tc = cache.tc_or_create(heap);
+        if tc.is_null() {
+            return None;
+        }
+        if let Some(slot) = slot {
+            slot.set(tc);
+        }
+    }
+    // SAFETY: thread caches live as long as their cache metadata (`Heap::ktc` holds only the
+    // heap's own thread caches of the default domain's kmalloc caches).
+    Some((heap, unsafe { &*tc }))
 }
 
 /// [`alloc_slow`] once the caller's heap and its thread cache of `cache` are known; `no_ctor`:
