@@ -390,7 +390,7 @@ impl SlabAlloc {
     /// `p` is null (false) or, if hotslab handed it out, not used after this call.
     #[inline(always)]
     pub unsafe fn free_fast(&self, p: *mut u8) -> bool {
-        if let crate::kmalloc::Owner::Slab(s) = crate::kmalloc::owner_of(p) {
+        if let crate::kmalloc::Owner::Slab(s) = crate::kmalloc::owner_of_flat(p) {
             if s.is_carved_object(p) {
                 // SAFETY: p is a carved object start of a registered slab, handed back.
                 if !unsafe { crate::heap::free_local(s, p) } {
@@ -416,7 +416,7 @@ impl SlabAlloc {
     /// different non-null pointer.
     #[inline]
     pub unsafe fn realloc_fast(&self, p: *mut u8, size: usize) -> *mut u8 {
-        let crate::kmalloc::Owner::Slab(s) = crate::kmalloc::owner_of(p) else {
+        let crate::kmalloc::Owner::Slab(s) = crate::kmalloc::owner_of_flat(p) else {
             return ptr::null_mut();
         };
         if s.dbg.flags != 0 || !s.is_carved_object(p) {
@@ -567,7 +567,7 @@ unsafe impl GlobalAlloc for SlabAlloc {
         // Fast path: a slab object (the page map answers without touching p's memory). The
         // GlobalAlloc contract says p is a live block we handed out, so it is an object start
         // (debug slabs check their own objects on the way).
-        if let crate::kmalloc::Owner::Slab(s) = crate::kmalloc::owner_of(p) {
+        if let crate::kmalloc::Owner::Slab(s) = crate::kmalloc::owner_of_flat(p) {
             // SAFETY: p is a live object of a registered slab, handed back to us. Cache
             // metadata outlives its slabs.
             unsafe { crate::heap::free(s, p) };

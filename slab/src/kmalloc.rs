@@ -267,6 +267,22 @@ pub(crate) fn owner_of<'a>(p: *mut u8) -> Owner<'a> {
     }
 }
 
+/// [`owner_of`] for the free and realloc fast paths: the flat page-map table only
+/// (`pagemap::get_flat`), so `Foreign` here means only "take the full path", which asks
+/// [`owner_of`].
+#[inline(always)]
+pub(crate) fn owner_of_flat<'a>(p: *mut u8) -> Owner<'a> {
+    let v = pagemap::get_flat(p as usize);
+    if v & mem::TAG_SLAB != 0 {
+        // SAFETY: as in `owner_of`.
+        Owner::Slab(unsafe { &*crate::slab::from_pagemap(v) })
+    } else if v & mem::TAG_MASK == mem::TAG_LARGE {
+        Owner::Large
+    } else {
+        Owner::Foreign
+    }
+}
+
 /// Why a free was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FreeError {

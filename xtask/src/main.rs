@@ -82,6 +82,12 @@ fn stages() -> Vec<Stage> {
             run: stage_test,
         },
         Stage {
+            name: "radix",
+            timeout: 900,
+            full_only: false,
+            run: stage_radix,
+        },
+        Stage {
             name: "race",
             timeout: 600,
             full_only: false,
@@ -402,6 +408,29 @@ fn stage_clippy(ctx: &Ctx) -> Result<(), String> {
 /// The whole workspace with default features, i.e. without hwloc (the `hwloc` stage adds it).
 fn stage_test(ctx: &Ctx) -> Result<(), String> {
     run(ctx, cargo().args(["test", "--workspace"]))
+}
+
+/// The page map's fallback: with the address space limited to 8 GB (`ulimit -v`), the flat table's
+/// 16 GiB reservation is refused and every unit lives in the radix; the library's unit tests and the
+/// `GlobalAlloc`, heap and C ABI tests run that way (HOTSLAB_EXPECT_RADIX makes the page-map test
+/// assert that the fallback is what ran).
+fn stage_radix(ctx: &Ctx) -> Result<(), String> {
+    let tests: &[&str] = &[
+        "test --release -p hotslab --lib --test global_alloc --test heaps",
+        "test --release -p hotslab-capi --test surface --test misuse",
+    ];
+    for t in tests {
+        // Build outside the limit: the compiler and linker are not what this stage tests.
+        run(ctx, cargo().args(t.split(' ')).arg("--no-run"))?;
+        let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        run(
+            ctx,
+            Command::new("sh")
+                .env("HOTSLAB_EXPECT_RADIX", "1")
+                .args(["-c", &format!("ulimit -v 8000000 && exec {cargo} {t}")]),
+        )?;
+    }
+    Ok(())
 }
 
 /// The race stress run with pause points (real threads), then the demo exactly as the README runs it.
