@@ -986,7 +986,9 @@ pub(crate) fn caller_heap() -> *mut Heap {
 pub(crate) fn kmalloc_fast(cls: usize) -> *mut u8 {
     debug_assert!(cls < NDIRECT);
     // SAFETY: cls < NDIRECT (the caller's class).
-    pop_direct(|heap| unsafe { heap.direct.get_unchecked(cls) }.get())
+    pop_direct(cls >= crate::kmalloc::PREFETCH_FIRST_CLASS, |heap| {
+        unsafe { heap.direct.get_unchecked(cls) }.get()
+    })
 }
 
 /// The C `malloc` fast path: as [`kmalloc_fast`], by the size's word (`kmalloc::c_word`, which
@@ -995,14 +997,16 @@ pub(crate) fn kmalloc_fast(cls: usize) -> *mut u8 {
 pub(crate) fn kmalloc_fast_word(word: usize) -> *mut u8 {
     debug_assert!(word < crate::kmalloc::C_WORDS);
     // SAFETY: word < C_WORDS (the caller's contract).
-    pop_direct(|heap| unsafe { heap.cdirect.get_unchecked(word) }.get())
+    pop_direct(word >= crate::kmalloc::PREFETCH_FIRST_WORD, |heap| {
+        unsafe { heap.cdirect.get_unchecked(word) }.get()
+    })
 }
 
 /// The body of both direct-table fast paths: inside a busy section of the calling thread's heap,
-/// pops from the slab `entry` picks from it. Null if the thread has no heap, was revoked, or the
-/// slab has nothing to pop.
+/// pops from the slab `entry` picks from it (prefetching the next object if `prefetch_next`).
+/// Null if the thread has no heap, was revoked, or the slab has nothing to pop.
 #[inline(always)]
-fn pop_direct(entry: impl FnOnce(&Heap) -> *mut Slab) -> *mut u8 {
+fn pop_direct(prefetch_next: bool, entry: impl FnOnce(&Heap) -> *mut Slab) -> *mut u8 {
     let h = crate::tls::get();
     if !h.is_null() {
         // SAFETY: heaps are never freed.
@@ -1014,10 +1018,10 @@ fn pop_direct(entry: impl FnOnce(&Heap) -> *mut Slab) -> *mut u8 {
             // (module docs). Direct entries are kmalloc slabs (no constructor: the free
             // pointer is the first word, see `direct_index`) or EMPTY_SLAB.
             let s = entry(heap);
-            let mut obj = unsafe { (*s).pop_first_word() };
+            let mut obj = unsafe { (*s).pop_first_word(prefetch_next) };
             if obj.is_null() {
                 // SAFETY: as above; the pop list is empty.
-                obj = unsafe { (*s).pop_local_first_word() };
+                obj = unsafe { (*s).pop_local_first_word(prefetch_next) };
             }
             heap.busy.store(false, Ordering::Release);
             return obj;

@@ -455,10 +455,13 @@ impl Slab {
     /// cache's: no constructor), saving the offset's load. The stand-in slab of an empty direct
     /// entry qualifies too (nothing to pop).
     ///
+    /// `prefetch_next`: prefetch the new head (the caller's choice by object size: see
+    /// `kmalloc::PREFETCH_ABOVE`).
+    ///
     /// # Safety
     /// As for [`Slab::pop`], and `freeptr_off == 0`.
     #[inline(always)]
-    pub unsafe fn pop_first_word(&self) -> *mut u8 {
+    pub unsafe fn pop_first_word(&self, prefetch_next: bool) -> *mut u8 {
         debug_assert_eq!(self.freeptr_off, 0);
         let obj = self.free.get();
         if !obj.is_null() {
@@ -467,7 +470,9 @@ impl Slab {
             // word is its free pointer (the caller's contract).
             let next = unsafe { obj.cast::<*mut u8>().read() };
             self.free.set(next);
-            prefetch(next);
+            if prefetch_next {
+                prefetch(next);
+            }
             self.allocs.add(1);
         }
         obj
@@ -482,12 +487,12 @@ impl Slab {
     /// # Safety
     /// As for [`Slab::pop_first_word`], and the pop list is empty.
     #[inline(always)]
-    pub unsafe fn pop_local_first_word(&self) -> *mut u8 {
+    pub unsafe fn pop_local_first_word(&self, prefetch_next: bool) -> *mut u8 {
         debug_assert!(self.free.get().is_null());
         self.free.set(self.local_free.get());
         self.local_free.set(ptr::null_mut());
         // SAFETY: forwarded; the pop list is now the former local list.
-        unsafe { self.pop_first_word() }
+        unsafe { self.pop_first_word(prefetch_next) }
     }
 
     /// Owner only: pushes a freed object onto the local free list. Reports what the caller must
@@ -816,20 +821,27 @@ mod tests {
         );
         // SAFETY: this test is the slab's only owner; every object lies in `base`.
         unsafe {
-            assert!(s.pop_local_first_word().is_null(), "nothing freed yet");
+            assert!(s.pop_local_first_word(true).is_null(), "nothing freed yet");
             assert_eq!(s.carve(3, None), 3);
-            let (a, b, c) = (s.pop_first_word(), s.pop_first_word(), s.pop_first_word());
-            assert!(s.pop_first_word().is_null());
-            assert!(s.pop_local_first_word().is_null(), "both lists are empty");
+            let (a, b, c) = (
+                s.pop_first_word(true),
+                s.pop_first_word(true),
+                s.pop_first_word(true),
+            );
+            assert!(s.pop_first_word(true).is_null());
+            assert!(
+                s.pop_local_first_word(true).is_null(),
+                "both lists are empty"
+            );
             assert_eq!(s.push_local(a), AfterFree::Done);
             assert_eq!(s.push_local(b), AfterFree::Done);
             // The last block freed comes back first; the rest of the local list is the pop list.
-            assert_eq!(s.pop_local_first_word(), b);
+            assert_eq!(s.pop_local_first_word(true), b);
             assert!(s.local_free.get().is_null());
             assert_eq!(s.push_local(c), AfterFree::Done);
-            assert_eq!(s.pop_first_word(), a);
-            assert!(s.pop_first_word().is_null());
-            assert_eq!(s.pop_local_first_word(), c);
+            assert_eq!(s.pop_first_word(true), a);
+            assert!(s.pop_first_word(true).is_null());
+            assert_eq!(s.pop_local_first_word(true), c);
             assert_eq!((s.allocs.get(), s.frees.get()), (6, 3));
             std::alloc::dealloc(base, layout);
         }
