@@ -1119,7 +1119,10 @@ pub(crate) unsafe fn free_local(s: &Slab, obj: *mut u8) -> bool {
 /// As for [`free`].
 #[inline]
 unsafe fn free_remote(s: &Slab, obj: *mut u8) {
-    if s.dbg.flags != 0 {
+    // A debug slab is never owned by a heap, so a slab some heap owns (now or a moment ago: a
+    // revoker never makes a debug slab owned) needs no look at `dbg`, the descriptor's third
+    // cache line; the owner word is on the first, which the caller's ownership test read.
+    if s.owner.load(Ordering::Relaxed) == crate::slab::NO_OWNER && s.dbg.flags != 0 {
         // A debug slab is never owned by a heap, so its frees all arrive here.
         // SAFETY: forwarded from the caller.
         return unsafe { crate::debug::free_checked(s, obj) };
