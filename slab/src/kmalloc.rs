@@ -13,10 +13,10 @@ use crate::mem::{self, pagemap, LargeTier};
 use crate::slab::Slab;
 
 /// Number of kmalloc size classes.
-pub const NCLASSES: usize = 56;
+pub const NCLASSES: usize = 52;
 
 /// Largest size served by a kmalloc cache; larger requests go to the large-object tier.
-pub const KMALLOC_MAX: usize = 256 * 1024;
+pub const KMALLOC_MAX: usize = 128 * 1024;
 
 /// Names of the kmalloc caches, in class order (as /proc/slabinfo names them).
 pub(crate) const CLASS_NAMES: [&str; NCLASSES] = [
@@ -72,10 +72,6 @@ pub(crate) const CLASS_NAMES: [&str; NCLASSES] = [
     "kmalloc-96k",
     "kmalloc-112k",
     "kmalloc-128k",
-    "kmalloc-160k",
-    "kmalloc-192k",
-    "kmalloc-224k",
-    "kmalloc-256k",
 ];
 
 /// All class sizes, smallest first.
