@@ -45,7 +45,7 @@ pub const DIRTY_DELAY_MS: u64 = 50;
 /// while the new length is at least half the old one, otherwise into another mapping (a dirty
 /// cached one if one fits) with a copy, the old mapping going to the cache. Unmapping a shrunk
 /// tail and moving pages into a fresh mapping (`mremap`) both leave pages that fault again when
-/// the block grows back; on this VM a fault costs about 4.7 µs, a copy of 256 KiB a few.
+/// the block grows back; on this VM a fault costs about 4.7 µs, while copying 256 KiB takes a few µs.
 pub const COPY_RESIZE_MAX: usize = 1 << 20;
 
 use super::now_ms;
