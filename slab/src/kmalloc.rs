@@ -276,18 +276,7 @@ pub(crate) enum Owner<'a> {
 
 #[inline(always)]
 pub(crate) fn owner_of<'a>(p: *mut u8) -> Owner<'a> {
-    let v = pagemap::get(p as usize);
-    // One bit test (see `mem::TAG_SLAB`): 0, large-object values and slab values differ in it.
-    if v & mem::TAG_SLAB != 0 {
-        // SAFETY: slab-tagged page-map values are slab descriptors (never null: the tag is
-        // added to an address), valid while registered (the object we were handed keeps its
-        // slab registered).
-        Owner::Slab(unsafe { &*crate::slab::from_pagemap(v) })
-    } else if v & mem::TAG_MASK == mem::TAG_LARGE {
-        Owner::Large
-    } else {
-        Owner::Foreign
-    }
+    owner_from(pagemap::get(p as usize))
 }
 
 /// [`owner_of`] for the free and realloc fast paths: the flat page-map table only
@@ -295,9 +284,17 @@ pub(crate) fn owner_of<'a>(p: *mut u8) -> Owner<'a> {
 /// [`owner_of`].
 #[inline(always)]
 pub(crate) fn owner_of_flat<'a>(p: *mut u8) -> Owner<'a> {
-    let v = pagemap::get_flat(p as usize);
+    owner_from(pagemap::get_flat(p as usize))
+}
+
+/// What a page-map value names.
+#[inline(always)]
+fn owner_from<'a>(v: usize) -> Owner<'a> {
+    // One bit test (see `mem::TAG_SLAB`): 0, large-object values and slab values differ in it.
     if v & mem::TAG_SLAB != 0 {
-        // SAFETY: as in `owner_of`.
+        // SAFETY: slab-tagged page-map values are slab descriptors (never null: the tag is
+        // added to an address), valid while registered (the object we were handed keeps its
+        // slab registered).
         Owner::Slab(unsafe { &*crate::slab::from_pagemap(v) })
     } else if v & mem::TAG_MASK == mem::TAG_LARGE {
         Owner::Large

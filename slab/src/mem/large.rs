@@ -699,18 +699,8 @@ impl LargeTier {
         _new_len: usize,
         _align_eff: usize,
     ) -> *mut u8 {
-        // SAFETY: caller contract: a live descriptor.
-        let d = unsafe { &*desc };
-        let old_len = d.mapped_len();
-        let Ok(new) = self.try_alloc(src, new_size, d.align(), d.node()) else {
-            return ptr::null_mut();
-        };
-        // SAFETY: both mappings are live and distinct; the new one is longer than old_len.
-        unsafe { ptr::copy_nonoverlapping(ptr, new.as_ptr(), old_len) };
-        self.grow_copies.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: forwarded caller contract; ptr is a live object of ours.
-        let _ = unsafe { self.free(src, ptr) };
-        new.as_ptr()
+        // SAFETY: forwarded caller contract.
+        unsafe { self.resize_by_copy(src, desc, ptr, new_size) }
     }
 
     /// Grow by moving the pages into a fresh aligned mapping with

@@ -160,16 +160,26 @@ fn flat_base() -> *mut AtomicUsize {
     b
 }
 
-/// The flat entry of `unit`, if the flat table answers for it.
+/// The flat entry of `unit`, if the flat table answers for it. A raw pointer, not a reference: an
+/// `Option<&T>` would make the fast paths test the entry's address for null.
 #[inline(always)]
-fn flat_entry(unit: usize) -> Option<&'static AtomicUsize> {
+fn flat_entry(unit: usize) -> Option<*const AtomicUsize> {
     if unit < FLAT.units.load(Ordering::Acquire) {
         // SAFETY: `units` is non-zero only once `base` holds the published reservation of FLAT_UNITS
         // entries (Release/Acquire on `units`), which is never unmapped; unit < FLAT_UNITS.
-        Some(unsafe { &*FLAT.base.load(Ordering::Relaxed).add(unit) })
+        Some(unsafe { FLAT.base.load(Ordering::Relaxed).add(unit) }.cast_const())
     } else {
         None
     }
+}
+
+/// The value of `unit`'s flat entry, if the flat table answers for it.
+#[inline(always)]
+fn flat_value(unit: usize) -> Option<usize> {
+    // SAFETY: `flat_entry` gives live entries only. Acquire pairs with the Release store in `set`:
+    // whatever the caller initialised before registering the value (a descriptor) is visible to
+    // whoever reads the value. On x86-64 a plain load.
+    flat_entry(unit).map(|e| unsafe { (*e).load(Ordering::Acquire) })
 }
 
 /// Splits an address into (top index, leaf index); `None` above the covered range.
@@ -197,18 +207,9 @@ fn split(addr: usize) -> Option<(usize, usize)> {
 /// ```
 #[inline(always)]
 pub fn get(addr: usize) -> usize {
-    let unit = addr >> UNIT_SHIFT;
     // Null needs no test of its own: unit 0 (addresses below 64 KiB, under `vm.mmap_min_addr`) is never
     // registered, so it reads 0.
-    if unit < FLAT.units.load(Ordering::Acquire) {
-        // SAFETY: as in `flat_entry`.
-        let e = unsafe { &*FLAT.base.load(Ordering::Relaxed).add(unit) };
-        // Acquire pairs with the Release store in `set`: whatever the caller initialised before registering
-        // the value (a descriptor) is visible to whoever reads the value. On x86-64 a plain load.
-        e.load(Ordering::Acquire)
-    } else {
-        radix_get(addr)
-    }
+    flat_value(addr >> UNIT_SHIFT).unwrap_or_else(|| radix_get(addr))
 }
 
 /// [`get`] for the free and realloc fast paths: the value if the flat table answers for `addr`, else 0,
@@ -223,15 +224,7 @@ pub fn get(addr: usize) -> usize {
 /// ```
 #[inline(always)]
 pub fn get_flat(addr: usize) -> usize {
-    let unit = addr >> UNIT_SHIFT;
-    if unit < FLAT.units.load(Ordering::Acquire) {
-        // SAFETY: as in `flat_entry`.
-        let e = unsafe { &*FLAT.base.load(Ordering::Relaxed).add(unit) };
-        // Acquire: as in `get`.
-        e.load(Ordering::Acquire)
-    } else {
-        0
-    }
+    flat_value(addr >> UNIT_SHIFT).unwrap_or(0)
 }
 
 /// [`get`] for a unit the flat table does not answer for: two dependent loads, the leaf pointer, then
@@ -301,7 +294,8 @@ fn unit_range(addr: usize, units: usize) -> Option<(usize, usize)> {
 #[inline]
 fn entry(unit: usize) -> Option<&'static AtomicUsize> {
     if let Some(e) = flat_entry(unit) {
-        return Some(e);
+        // SAFETY: flat entries live for the whole process.
+        return Some(unsafe { &*e });
     }
     let top = unit >> LEAF_BITS;
     let leaf = TOP.get(top)?.load(Ordering::Acquire);
